@@ -1,0 +1,113 @@
+// safetensors I/O (https://github.com/huggingface/safetensors format): a validating, mmap-backed
+// reader with zero-copy torch views, sharded checkpoints via model.safetensors.index.json, and an
+// atomic writer (temp file + fsync + rename) with deterministic key order and optional sharding.
+// Every malformed input is a FormatError naming the file and, where known, the tensor.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace coordexp::util {
+
+enum class StDType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+const char* st_dtype_name(StDType d);            // "F32", ...
+size_t st_dtype_size(StDType d);                 // bytes per element
+torch::ScalarType st_dtype_to_torch(StDType d);
+StDType st_dtype_from_torch(torch::ScalarType t);  // throws FormatError for unsupported types
+
+struct StTensorInfo {
+  std::string name;
+  StDType dtype = StDType::F32;
+  std::vector<int64_t> shape;
+  uint64_t data_begin = 0;  // byte offsets relative to the start of the data section
+  uint64_t data_end = 0;
+};
+
+// Parsed + validated header of a safetensors file (pure function over bytes; fuzzed).
+struct StHeader {
+  std::vector<StTensorInfo> tensors;  // sorted by data_begin
+  std::map<std::string, std::string> metadata;  // "__metadata__"
+  uint64_t data_offset = 0;  // 8 + header length: where the data section starts in the file
+};
+// `bytes`/`size`: the whole file (or at least its first `size` bytes; size = file size).
+// `file` is only used in error messages.
+StHeader parse_safetensors_header(const uint8_t* bytes, uint64_t size, const std::string& file);
+
+// One mmap'd file. Tensor views share ownership of the mapping (safe after the file object dies).
+class SafetensorsFile {
+ public:
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::vector<StTensorInfo>& tensors() const { return header_.tensors; }
+  const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
+  const StTensorInfo* find(const std::string& name) const;  // nullptr if absent
+  // Zero-copy, read-only CPU view of the tensor's bytes (do not write into it).
+  torch::Tensor tensor(const std::string& name) const;
+  // Raw bytes of a tensor (for byte-exact copies).
+  std::pair<const uint8_t*, uint64_t> raw(const std::string& name) const;
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  StHeader header_;
+  std::map<std::string, size_t> index_;
+  std::shared_ptr<void> mapping_;  // munmap on release
+  const uint8_t* base_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+// A model directory's weights: model.safetensors, or shards listed in model.safetensors.index.json
+// (weight_map: key -> shard file). A missing shard or a key mapped to a shard that lacks it is a
+// FormatError naming both.
+class SafetensorsCheckpoint {
+ public:
+  static SafetensorsCheckpoint open_dir(const std::string& dir);
+  // Also accepts a single file path.
+  static SafetensorsCheckpoint open_file(const std::string& path);
+
+  std::vector<std::string> keys() const;  // sorted
+  bool contains(const std::string& key) const;
+  const StTensorInfo& info(const std::string& key) const;
+  torch::Tensor tensor(const std::string& key) const;
+  const SafetensorsFile& file_of(const std::string& key) const;
+  bool sharded() const { return sharded_; }
+  size_t num_files() const { return files_.size(); }
+  const std::map<std::string, std::string>& index_metadata() const { return index_metadata_; }
+
+ private:
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, size_t> key_to_file_;
+  std::map<std::string, std::string> index_metadata_;
+  bool sharded_ = false;
+};
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Writes one file atomically; tensors are written in sorted key order (deterministic). Tensors may
+// be on any device/dtype listed in StDType; they are copied to CPU contiguous.
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+struct ShardedWriteOptions {
+  uint64_t max_shard_bytes = 0;             // 0 = never shard (single model.safetensors)
+  std::string prefix = "model";            // model-00001-of-00003.safetensors
+  std::map<std::string, std::string> metadata;  // written into every shard's __metadata__
+};
+// Writes `dir`/model.safetensors, or shards + model.safetensors.index.json when the total exceeds
+// max_shard_bytes (keys in sorted order, a new shard starts when the next tensor would overflow).
+// Returns the list of files written (relative names).
+std::vector<std::string> write_safetensors_dir(const std::string& dir, const NamedTensors& tensors,
+                                               const ShardedWriteOptions& opts = {});
+
+}  // namespace coordexp::util

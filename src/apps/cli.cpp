@@ -1,0 +1,62 @@
+// CLI driver: builds the CLI11 app from the command table, parses, runs the chosen subcommand and
+// turns exceptions into one clear line plus an exit code (see include/coordexp/apps/cli.h).
+#include "coordexp/apps/cli.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "apps/commands.h"
+#include "coordexp/util/error.h"
+#include "coordexp/util/log.h"
+
+namespace coordexp::apps {
+namespace {
+
+const CommandFactory kCommands[] = {
+    &add_version_info_command,
+};
+
+int env_rank() {
+  const char* r = std::getenv("RANK");
+  return r ? std::atoi(r) : 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, const char* const* argv) {
+  CLI::App app{"coordexp-train: teach Qwen3-VL to detect objects with coordinate tokens (CoordExp)",
+               "coordexp-train"};
+  app.set_version_flag("--version", std::string("coordexp-train ") + COORDEXP_VERSION);
+  app.require_subcommand(1);
+  GlobalFlags flags;
+  app.add_option("--log-level", flags.log_level, "trace|debug|info|warn|error|off (default: info on rank 0, warn elsewhere)");
+  app.add_option("--seed", flags.seed, "Override the config's random seed");
+
+  std::vector<CommandRegistration> regs;
+  for (CommandFactory f : kCommands) regs.push_back(f(app, flags));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help/--version are "successes" (exit 0); anything else is a usage error (exit 2).
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  try {
+    util::init_logging({flags.log_level, env_rank(), ""});
+    for (auto& r : regs)
+      if (r.sub && r.sub->parsed()) return r.run();
+    std::cerr << "error: no subcommand given (see --help)\n";
+    return 2;
+  } catch (const ConfigError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace coordexp::apps

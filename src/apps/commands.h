@@ -1,0 +1,11 @@
+// Registry of subcommand factories (one per src/apps/cmd_<name>.cpp). Add a line here and in
+// kCommands (cli.cpp) for each new subcommand.
+#pragma once
+
+#include "coordexp/apps/cli.h"
+
+namespace coordexp::apps {
+
+CommandRegistration add_version_info_command(CLI::App& app, const GlobalFlags& flags);
+
+}  // namespace coordexp::apps
