@@ -4,7 +4,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 #include <iostream>
 
 #include "apps/commands.h"
@@ -17,6 +21,17 @@ namespace {
 const CommandFactory kCommands[] = {
     &add_version_info_command,
 };
+
+// Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which
+// halves CPU throughput on these 2-core machines. Use the cores (shared among the processes that
+// torchrun starts on this node) unless OMP_NUM_THREADS says otherwise.
+void configure_threads() {
+  if (std::getenv("OMP_NUM_THREADS")) return;
+  const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
+  const int procs = local_world ? std::max(1, std::atoi(local_world)) : 1;
+  const int n = static_cast<int>(std::thread::hardware_concurrency()) / procs;
+  at::set_num_threads(std::max(1, n));
+}
 
 int env_rank() {
   const char* r = std::getenv("RANK");
@@ -46,6 +61,7 @@ int run_cli(int argc, const char* const* argv) {
   }
   try {
     util::init_logging({flags.log_level, env_rank(), ""});
+    configure_threads();
     for (auto& r : regs)
       if (r.sub && r.sub->parsed()) return r.run();
     std::cerr << "error: no subcommand given (see --help)\n";
