@@ -4,7 +4,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cstdlib>
 #include <iostream>
 
 #include "apps/commands.h"
@@ -16,12 +15,10 @@ namespace {
 
 const CommandFactory kCommands[] = {
     &add_version_info_command,
+    &add_print_config_command,
+    &add_config_docs_command,
+    &add_train_command,
 };
-
-int env_rank() {
-  const char* r = std::getenv("RANK");
-  return r ? std::atoi(r) : 0;
-}
 
 }  // namespace
 
@@ -30,6 +27,7 @@ int run_cli(int argc, const char* const* argv) {
                "coordexp-train"};
   app.set_version_flag("--version", std::string("coordexp-train ") + COORDEXP_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // global flags may also follow the subcommand: `train --config x --seed 3`
   GlobalFlags flags;
   app.add_option("--log-level", flags.log_level, "trace|debug|info|warn|error|off (default: info on rank 0, warn elsewhere)");
   app.add_option("--seed", flags.seed, "Override the config's random seed");
@@ -45,7 +43,7 @@ int run_cli(int argc, const char* const* argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    util::init_logging({flags.log_level, env_rank(), ""});
+    util::init_logging({flags.log_level, util::rank_from_env(), ""});
     for (auto& r : regs)
       if (r.sub && r.sub->parsed()) return r.run();
     std::cerr << "error: no subcommand given (see --help)\n";
