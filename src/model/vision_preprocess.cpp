@@ -3,19 +3,16 @@
 // The Pillow-exact resampler lives in pil_resize.cpp. Nothing here knows prompts or tokens.
 #include "coordexp/model/vision_preprocess.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "coordexp/util/error.h"
+#include "coordexp/util/fs.h"
 
 namespace coordexp::model {
 namespace {
@@ -59,16 +56,6 @@ bool optional_bool(const json& obj, const char* key, bool fallback, const std::s
   if (!v->is_boolean())
     throw FormatError(std::string("'") + key + "' must be true or false, got " + v->dump(), file);
   return v->get<bool>();
-}
-
-std::string read_whole_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw DataError("file not found", path, "check the path");
-  std::ifstream in(path, std::ios::binary);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) throw DataError("cannot read file", path, "check permissions");
-  return data;
 }
 
 // Pillow's integer alpha_composite (HF convert_to_rgb) of one channel value `v` with alpha `a` over
@@ -202,7 +189,7 @@ ImageProcessorConfig load_image_processor_config(const std::string& model_dir_or
   if (!std::filesystem::is_regular_file(p, ec))
     throw FormatError("preprocessor_config.json not found", p.string(),
                       "point --model at a Hugging Face Qwen3-VL model directory");
-  return parse_image_processor_config(read_whole_file(p.string()), p.string());
+  return parse_image_processor_config(util::read_file(p.string()), p.string());
 }
 
 // ------------------------------------------------------------------ smart_resize
@@ -240,6 +227,8 @@ ImageSize smart_resize(int64_t height, int64_t width, int64_t factor, int64_t mi
 
 torch::Tensor decode_rgb_image(const uint8_t* bytes, size_t size, const std::string& name) {
   if (size == 0) throw DataError("empty image file", name, "re-create or remove the file");
+  if (size > static_cast<size_t>(std::numeric_limits<int>::max()))
+    throw DataError("image file larger than 2 GiB", name, "store the image at a smaller size");
   cv::Mat decoded;
   try {
     const cv::Mat buf(1, static_cast<int>(size), CV_8UC1, const_cast<uint8_t*>(bytes));
@@ -258,7 +247,7 @@ torch::Tensor load_rgb_image(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw DataError("image file not found", path, "check the image path (relative paths resolve against the JSONL file)");
-  const std::string data = read_whole_file(path);
+  const std::string data = util::read_file(path);
   return decode_rgb_image(reinterpret_cast<const uint8_t*>(data.data()), data.size(), path);
 }
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "coordexp/model/vision_preprocess.h"
-#include "unit/preprocess/golden_reader.h"
+#include "coordexp/util/safetensors.h"
 
 namespace {
 
@@ -15,25 +15,25 @@ namespace model = coordexp::model;
 const std::string kFixture = COORDEXP_TEST_DATA_DIR "/qwen3vl-tiny-a";
 
 TEST(PreprocessParity, FixtureImageMatchesGoldensExactly) {
-  const auto golden = coordexp::testing::read_golden_safetensors(kFixture + "/golden.safetensors");
+  const auto golden = coordexp::util::SafetensorsFile::open(kFixture + "/golden.safetensors");
   const auto pre = model::ImagePreprocessor::from_model_dir(kFixture, {});
   const torch::Tensor img = model::load_rgb_image(kFixture + "/image.png");
   ASSERT_EQ(img.sizes(), (std::vector<int64_t>{75, 100, 3}));
 
   const torch::Tensor resized = pre.resize(img, "image.png");
-  const torch::Tensor& golden_resized = golden.at("resized_image");
+  const torch::Tensor golden_resized = golden->tensor("resized_image");
   ASSERT_EQ(resized.sizes(), golden_resized.sizes());
   EXPECT_EQ(resized.ne(golden_resized).sum().item<int64_t>(), 0);
 
   const model::PreprocessedImages out = pre({img}, {"image.png"});
-  const torch::Tensor& golden_pv = golden.at("pixel_values");
+  const torch::Tensor golden_pv = golden->tensor("pixel_values");
   ASSERT_EQ(out.pixel_values.sizes(), golden_pv.sizes());
   ASSERT_EQ(out.pixel_values.scalar_type(), torch::kFloat32);
   // Bit-exact: equal() compares values; float32 equality of every element is bit equality here
   // (no NaNs, and -0 cannot arise from (x - 0.5) / 0.5 with x a multiple of 1/255).
   EXPECT_TRUE(out.pixel_values.equal(golden_pv))
       << "max abs diff " << (out.pixel_values - golden_pv).abs().max().item<float>();
-  EXPECT_TRUE(out.image_grid_thw.equal(golden.at("image_grid_thw"))) << out.image_grid_thw;
+  EXPECT_TRUE(out.image_grid_thw.equal(golden->tensor("image_grid_thw"))) << out.image_grid_thw;
   ASSERT_EQ(out.images.size(), 1u);
   EXPECT_EQ(out.images[0].resized, (model::ImageSize{224, 320}));
   EXPECT_EQ(out.images[0].num_image_tokens, 70);  // the prompt's <|image_pad|> count
@@ -43,13 +43,13 @@ TEST(PreprocessParity, FixtureImageMatchesGoldensExactly) {
 }
 
 TEST(PreprocessParity, TorchModeDistanceFromPillowGolden) {
-  const auto golden = coordexp::testing::read_golden_safetensors(kFixture + "/golden.safetensors");
+  const auto golden = coordexp::util::SafetensorsFile::open(kFixture + "/golden.safetensors");
   coordexp::config::PreprocessOptions opts;
   opts.resize_mode = "torch";
   const auto pre = model::ImagePreprocessor::from_model_dir(kFixture, opts);
   const torch::Tensor resized = pre.resize(model::load_rgb_image(kFixture + "/image.png"));
   const torch::Tensor diff =
-      (resized.to(torch::kFloat64) - golden.at("resized_image").to(torch::kFloat64)).abs();
+      (resized.to(torch::kFloat64) - golden->tensor("resized_image").to(torch::kFloat64)).abs();
   const double max_diff = diff.max().item<double>(), mean_diff = diff.mean().item<double>();
   std::cout << "[ measure  ] torch vs pil on image.png -> 224x320: max " << max_diff << " mean "
             << mean_diff << " differing values " << diff.gt(0).sum().item<int64_t>() << " of "

@@ -10,7 +10,7 @@
 
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/util/error.h"
-#include "unit/preprocess/golden_reader.h"
+#include "coordexp/util/safetensors.h"
 
 namespace {
 
@@ -46,10 +46,10 @@ std::string data_error_of(const std::string& path) {
 }
 
 TEST(LoadRgbImage, MatchesPillowConvertToRgb) {
-  const auto refs = coordexp::testing::read_golden_safetensors(kDir + "/pillow_refs.safetensors");
+  const auto refs = coordexp::util::SafetensorsFile::open(kDir + "/pillow_refs.safetensors");
   int checked = 0;
   for (const char* name : {"rgb", "gray", "rgba", "la", "palette", "palette_trns", "rgb16", "rgba16"}) {
-    const torch::Tensor expected = refs.at(std::string("convert/") + name);
+    const torch::Tensor expected = refs->tensor(std::string("convert/") + name);
     const torch::Tensor got = model::load_rgb_image(kDir + "/src_" + name + ".png");
     ASSERT_EQ(got.sizes(), expected.sizes()) << name;
     ASSERT_EQ(got.scalar_type(), torch::kUInt8);

@@ -11,7 +11,7 @@
 
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/util/error.h"
-#include "unit/preprocess/golden_reader.h"
+#include "coordexp/util/safetensors.h"
 
 namespace {
 
@@ -101,12 +101,14 @@ torch::Tensor random_image(int64_t h, int64_t w, std::mt19937& rng) {
 }
 
 TEST(ResizePil, MatchesPillowAndIndependentReference) {
-  const auto refs = coordexp::testing::read_golden_safetensors(kDir + "/pillow_refs.safetensors");
+  const auto refs = coordexp::util::SafetensorsFile::open(kDir + "/pillow_refs.safetensors");
   const torch::Tensor src = model::load_rgb_image(kDir + "/src_pattern.png");
   ASSERT_EQ(src.sizes(), (std::vector<int64_t>{61, 97, 3}));
   int checked = 0;
-  for (const auto& [name, expected] : refs) {
+  for (const auto& info : refs->tensors()) {
+    const std::string& name = info.name;
     if (name.rfind("resize/", 0) != 0) continue;
+    const torch::Tensor expected = refs->tensor(name);
     const int64_t h = expected.size(0), w = expected.size(1);
     const torch::Tensor got = model::resize_bicubic_pil(src, h, w);
     EXPECT_TRUE(got.equal(expected)) << name << " max diff " << max_abs_diff(got, expected);
@@ -213,18 +215,19 @@ TEST(Pipeline, PassthroughPatchOrderAndConcatenation) {
 
 TEST(Pipeline, DownscaleMatchesHfSlowProcessorBitExact) {
   // qwen3vl-tiny-a/image.png (75x100) with max_pixels 2048 -> 32x32: a downscale on both axes.
-  const auto refs = coordexp::testing::read_golden_safetensors(kDir + "/pillow_refs.safetensors");
+  const auto refs = coordexp::util::SafetensorsFile::open(kDir + "/pillow_refs.safetensors");
   coordexp::config::PreprocessOptions opts;
   opts.min_pixels = 1024;
   opts.max_pixels = 2048;
   const auto pre = model::ImagePreprocessor::from_model_dir(COORDEXP_TEST_DATA_DIR "/qwen3vl-tiny-a", opts);
   const torch::Tensor img = model::load_rgb_image(COORDEXP_TEST_DATA_DIR "/qwen3vl-tiny-a/image.png");
   const torch::Tensor resized = pre.resize(img);
-  EXPECT_TRUE(resized.equal(refs.at("pipeline/resized"))) << max_abs_diff(resized, refs.at("pipeline/resized"));
+  const torch::Tensor expected = refs->tensor("pipeline/resized");
+  EXPECT_TRUE(resized.equal(expected)) << max_abs_diff(resized, expected);
   EXPECT_TRUE(resized.equal(reference_resize(img, 32, 32)));
   const model::PreprocessedImages out = pre({img});
-  EXPECT_TRUE(out.pixel_values.equal(refs.at("pipeline/pixel_values")))
-      << (out.pixel_values - refs.at("pipeline/pixel_values")).abs().max().item<float>();
+  EXPECT_TRUE(out.pixel_values.equal(refs->tensor("pipeline/pixel_values")))
+      << (out.pixel_values - refs->tensor("pipeline/pixel_values")).abs().max().item<float>();
   EXPECT_TRUE(out.image_grid_thw.equal(torch::tensor({1, 2, 2}, torch::kInt64).reshape({1, 3})));
 }
 
