@@ -16,6 +16,7 @@ namespace {
 
 const CommandFactory kCommands[] = {
     &add_version_info_command,
+    &add_preprocess_command,
 };
 
 int env_rank() {

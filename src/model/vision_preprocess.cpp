@@ -3,6 +3,8 @@
 // The Pillow-exact resampler lives in pil_resize.cpp. Nothing here knows prompts or tokens.
 #include "coordexp/model/vision_preprocess.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -298,18 +300,34 @@ torch::Tensor rescale_normalize(const torch::Tensor& rgb_HW3, const ImageProcess
 }
 
 torch::Tensor patchify(const torch::Tensor& image_CHW, const ImageProcessorConfig& cfg) {
-  COORDEXP_CHECK(image_CHW.dim() == 3 && image_CHW.size(0) == 3, "patchify: expected [3, H, W]");
+  COORDEXP_CHECK(image_CHW.dim() == 3 && image_CHW.size(0) == 3 && image_CHW.scalar_type() == torch::kFloat32,
+                 "patchify: expected float32 [3, H, W]");
   const int64_t p = cfg.patch_size, m = cfg.merge_size, tp = cfg.temporal_patch_size;
   const int64_t h = image_CHW.size(1), w = image_CHW.size(2);
   COORDEXP_CHECK(h % (p * m) == 0 && w % (p * m) == 0,
                  "patchify: " << h << "x" << w << " is not a multiple of " << p * m);
-  const int64_t gh = h / p, gw = w / p;
-  // A still image is a clip of tp identical frames: [gt=1, tp, C, gh/m, m, p, gw/m, m, p].
-  const torch::Tensor frames = image_CHW.unsqueeze(0).expand({tp, 3, h, w});
-  return frames.reshape({1, tp, 3, gh / m, m, p, gw / m, m, p})
-      .permute({0, 3, 6, 4, 7, 2, 1, 5, 8})
-      .reshape({gh * gw, 3 * tp * p * p})
-      .contiguous();
+  const int64_t gh = h / p, gw = w / p, row_len = 3 * tp * p * p;
+  // HF: view [gt=1, tp, C, gh/m, m, p, gw/m, m, p] of the repeated frame, permute to
+  // [gt, gh/m, gw/m, m, m, C, tp, p, p]. Written as one pass that copies p-pixel runs, so the large
+  // intermediate copies of reshape/permute are never made.
+  const torch::Tensor img = image_CHW.to(torch::kCPU).contiguous();
+  const float* src = img.data_ptr<float>();
+  torch::Tensor out = torch::empty({gh * gw, row_len}, torch::kFloat32);
+  float* dst = out.data_ptr<float>();
+  const int64_t blocks_per_row = gw / m;
+  at::parallel_for(0, gh * gw, 64, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t block = n / (m * m), in_block = n % (m * m);
+      const int64_t r = (block / blocks_per_row) * m + in_block / m;  // patch row in the grid
+      const int64_t q = (block % blocks_per_row) * m + in_block % m;  // patch column in the grid
+      float* row = dst + n * row_len;
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t t = 0; t < tp; ++t)  // every temporal slot holds the same still frame
+          for (int64_t y = 0; y < p; ++y)
+            std::copy_n(src + (c * h + r * p + y) * w + q * p, p, row + ((c * tp + t) * p + y) * p);
+    }
+  });
+  return out;
 }
 
 // ------------------------------------------------------------------ pipeline

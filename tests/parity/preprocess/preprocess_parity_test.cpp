@@ -1,8 +1,14 @@
 // Preprocessing parity against the qwen3vl-tiny-a goldens (fixture README step 2): image.png ->
 // resized_image (exact), pixel_values (bit-exact float32), image_grid_thw (exact), in-process.
-// Also pins the torch resize mode's measured distance from the Pillow golden (docs/preprocessing.md).
+// Also pins the torch resize mode's measured distance from the Pillow golden (docs/preprocessing.md)
+// and checks the `coordexp-train preprocess` debug command end to end (output file, exit codes).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "coordexp/model/vision_preprocess.h"
@@ -71,6 +77,51 @@ TEST(PreprocessParity, TorchModeDistanceFromPillowGolden) {
             << " of " << down.numel() << "\n";
   EXPECT_EQ(down.max().item<double>(), 1.0);  // measured: the sawtooth's hard edges are averaged away
   EXPECT_NEAR(down.mean().item<double>(), 0.0687, 1e-4);
+}
+
+// Runs coordexp-train with `args`; returns the exit code and fills `output` with stdout+stderr.
+int run_train_binary(const std::string& args, std::string& output) {
+  const std::string log = (std::filesystem::temp_directory_path() /
+                           ("coordexp_preprocess_cli_" + std::to_string(::getpid()) + ".log")).string();
+  const int status = std::system((std::string(COORDEXP_TRAIN_BIN) + " " + args + " > " + log + " 2>&1").c_str());
+  std::ifstream in(log);
+  output.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::filesystem::remove(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(PreprocessParity, DebugCommandWritesGoldenTensors) {
+  const auto dir = std::filesystem::temp_directory_path() / ("coordexp_preprocess_cli_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string out_file = (dir / "pv.safetensors").string();
+  const std::string image = kFixture + "/image.png";
+  std::string output;
+  ASSERT_EQ(run_train_binary("preprocess --image " + image + " --image " + image + " --model " + kFixture +
+                                 " --out " + out_file,
+                             output),
+            0)
+      << output;
+  EXPECT_NE(output.find("75x100 -> 224x320"), std::string::npos) << output;
+  EXPECT_NE(output.find("70 image tokens"), std::string::npos) << output;
+
+  const auto golden = coordexp::util::SafetensorsFile::open(kFixture + "/golden.safetensors");
+  const auto written = coordexp::util::SafetensorsFile::open(out_file);
+  const torch::Tensor golden_pv = golden->tensor("pixel_values");
+  const torch::Tensor golden_grid = golden->tensor("image_grid_thw");
+  EXPECT_TRUE(written->tensor("pixel_values").equal(torch::cat({golden_pv, golden_pv})));
+  EXPECT_TRUE(written->tensor("image_grid_thw").equal(torch::cat({golden_grid, golden_grid})));
+  EXPECT_EQ(written->metadata().at("resize_mode"), "pil");
+
+  // Errors: a missing image is a runtime error naming it (1); a bad option is a usage error (2).
+  const std::string missing = (dir / "missing.png").string();
+  EXPECT_EQ(run_train_binary("preprocess --image " + missing + " --model " + kFixture + " --out " + out_file, output), 1);
+  EXPECT_NE(output.find(missing), std::string::npos) << output;
+  EXPECT_EQ(run_train_binary("preprocess --image " + image + " --model " + kFixture + " --out " + out_file +
+                                 " --resize-mode cubic",
+                             output),
+            2);
+  EXPECT_NE(output.find("resize_mode"), std::string::npos) << output;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
