@@ -8,10 +8,13 @@
 #include "coordexp/config/sections/channel_a.h"
 #include "coordexp/config/sections/channel_b.h"
 #include "coordexp/config/sections/checkpoint.h"
+#include "coordexp/config/sections/coord.h"
 #include "coordexp/config/sections/dist.h"
 #include "coordexp/config/sections/eval.h"
 #include "coordexp/config/sections/log.h"
+#include "coordexp/config/sections/loss.h"
 #include "coordexp/config/sections/optim.h"
+#include "coordexp/config/sections/preprocess.h"
 #include "coordexp/config/sections/rollout.h"
 #include "coordexp/config/sections/stage2.h"
 #include "coordexp/config/sections/train.h"
@@ -19,6 +22,9 @@
 namespace coordexp::config {
 
 struct RunConfig {
+  PreprocessOptions preprocess;
+  CoordOptions coord;
+  LossOptions loss;
   TrainOptions train;
   OptimOptions optim;
   CheckpointOptions checkpoint;
@@ -33,6 +39,10 @@ struct RunConfig {
 
 template <class V>
 void visit_fields(V& v, RunConfig& c) {
+  v.section("preprocess", "Image preprocessing (smart_resize, resize mode, pixel budget).", c.preprocess);
+  v.section("coord", "CoordExp decoding of coordinates from the coord-token logits.", c.coord);
+  v.section("loss", "The Unified Loss Registry: token CE weights by type, coord distribution "
+                    "losses and box geometry losses.", c.loss);
   v.section("train", "The training loop: run directory, length, batch shape, cadence of logging "
                      "and validation, device and precision.", c.train);
   v.section("optim", "AdamW, the learning-rate schedule, gradient clipping, and per-group "
