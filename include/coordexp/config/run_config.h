@@ -39,10 +39,6 @@ struct RunConfig {
 
 template <class V>
 void visit_fields(V& v, RunConfig& c) {
-  v.section("preprocess", "Image preprocessing (smart_resize, resize mode, pixel budget).", c.preprocess);
-  v.section("coord", "CoordExp decoding of coordinates from the coord-token logits.", c.coord);
-  v.section("loss", "The Unified Loss Registry: token CE weights by type, coord distribution "
-                    "losses and box geometry losses.", c.loss);
   v.section("train", "The training loop: run directory, length, batch shape, cadence of logging "
                      "and validation, device and precision.", c.train);
   v.section("optim", "AdamW, the learning-rate schedule, gradient clipping, and per-group "
@@ -54,6 +50,10 @@ void visit_fields(V& v, RunConfig& c) {
             c.log);
   v.section("dist", "Multi-process training (torchrun-style RANK / WORLD_SIZE / MASTER_ADDR "
                     "environment).", c.dist);
+  v.section("preprocess", "Image preprocessing (smart_resize, resize mode, pixel budget).", c.preprocess);
+  v.section("coord", "CoordExp decoding of coordinates from the coord-token logits.", c.coord);
+  v.section("loss", "The Unified Loss Registry: token CE weights by type, coord distribution "
+                    "losses and box geometry losses.", c.loss);
   v.section("stage2", "Stage-2 mixture schedule (Channel-A / Channel-B step routing). Fields "
                       "arrive with the roadmap step that implements the Stage-2 trainer.", c.stage2);
   v.section("channel_a", "Channel-A soft self-context. Fields arrive with the roadmap step that "
