@@ -150,6 +150,9 @@ json parse_line(std::string_view line) {
               "drop or fix the object with the non-finite coordinate before writing the JSONL");
     invalid(RecordRule::kBadJson, "not valid JSON at byte " + std::to_string(e.byte),
             "each line must be one complete JSON object (UTF-8)");
+  } catch (const json::out_of_range&) {
+    invalid(RecordRule::kNonFinite, "a number too large for a double",
+            "fix the coordinate at the source");
   }
   if (!duplicate.empty())
     invalid(RecordRule::kDuplicateKey, "key '" + duplicate + "' appears twice in one object",
