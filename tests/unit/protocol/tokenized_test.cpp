@@ -354,9 +354,10 @@ TEST(ChannelB, TruncatedAtEveryTokenYieldsValidYIn) {
           ASSERT_EQ(back.entries[j].span.desc.end, y.objects[j].span.desc.end);
         }
         ASSERT_EQ(y.invalid_rollout, !p.has_prefix);
-        if (mode == PrefixMode::kRaw && p.has_prefix)
+        if (mode == PrefixMode::kRaw && p.has_prefix) {
           ASSERT_EQ(Ids(y.ids.begin() + y.num_rollout_ids_kept, y.ids.end() - 1),
                     tok.encode(std::string_view(y.text).substr(p.token_begin[y.num_rollout_ids_kept])));
+        }
         ++checked;
       }
     }
