@@ -9,19 +9,25 @@
 #include "coordexp/config/sections/channel_b.h"
 #include "coordexp/config/sections/checkpoint.h"
 #include "coordexp/config/sections/coord.h"
+#include "coordexp/config/sections/data.h"
 #include "coordexp/config/sections/dist.h"
 #include "coordexp/config/sections/eval.h"
 #include "coordexp/config/sections/log.h"
 #include "coordexp/config/sections/loss.h"
 #include "coordexp/config/sections/optim.h"
 #include "coordexp/config/sections/preprocess.h"
+#include "coordexp/config/sections/protocol.h"
 #include "coordexp/config/sections/rollout.h"
 #include "coordexp/config/sections/stage2.h"
+#include "coordexp/config/sections/tokenizer.h"
 #include "coordexp/config/sections/train.h"
 
 namespace coordexp::config {
 
 struct RunConfig {
+  TokenizerOptions tokenizer;
+  DataOptions data;
+  ProtocolOptions protocol;
   PreprocessOptions preprocess;
   CoordOptions coord;
   LossOptions loss;
@@ -50,6 +56,10 @@ void visit_fields(V& v, RunConfig& c) {
             c.log);
   v.section("dist", "Multi-process training (torchrun-style RANK / WORLD_SIZE / MASTER_ADDR "
                     "environment).", c.dist);
+  v.section("tokenizer", "The Qwen byte-level BPE tokenizer and its coord vocabulary.", c.tokenizer);
+  v.section("data", "The JSONL datasets (see docs/data/JSONL_CONTRACT.md) and the bad-data policy.",
+            c.data);
+  v.section("protocol", "CoordJSON answer format and pixel/bin coordinate conventions.", c.protocol);
   v.section("preprocess", "Image preprocessing (smart_resize, resize mode, pixel budget).", c.preprocess);
   v.section("coord", "CoordExp decoding of coordinates from the coord-token logits.", c.coord);
   v.section("loss", "The Unified Loss Registry: token CE weights by type, coord distribution "
