@@ -16,6 +16,7 @@ namespace {
 
 const CommandFactory kCommands[] = {
     &add_version_info_command,
+    &add_debug_forward_command,
 };
 
 int env_rank() {
