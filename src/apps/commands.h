@@ -8,5 +8,7 @@ namespace coordexp::apps {
 
 CommandRegistration add_version_info_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_debug_forward_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps
