@@ -17,6 +17,7 @@ namespace {
 const CommandFactory kCommands[] = {
     &add_version_info_command,
     &add_debug_forward_command,
+    &add_make_tiny_command,
     &add_tokenize_command,
     &add_expand_vocab_command,
 };

@@ -8,6 +8,7 @@ namespace coordexp::apps {
 
 CommandRegistration add_version_info_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_debug_forward_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_make_tiny_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
 

@@ -217,11 +217,9 @@ CheckpointLayout CheckpointLayout::single_file(const std::vector<WeightSpec>& ta
   return l;
 }
 
-CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSpec>& table,
-                              const std::map<std::string, torch::Tensor>& params) {
-  const auto ckpt = util::SafetensorsCheckpoint::open_dir(dir);
+CheckpointLayout inspect_checkpoint(const util::SafetensorsCheckpoint& ckpt, const std::string& dir,
+                                    const std::vector<WeightSpec>& table) {
   const std::string where = dir + (ckpt.sharded() ? "/model.safetensors.index.json" : "/model.safetensors");
-
   std::map<std::string, std::string> stored_of;  // canonical -> stored key
   std::vector<std::string> missing, unexpected, misshaped, bad_dtype;
   for (const auto& key : ckpt.keys()) {
@@ -255,21 +253,36 @@ CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSp
   CheckpointLayout layout;
   layout.sharded = ckpt.sharded();
   if (layout.sharded) layout.index_text = util::read_file(dir + "/model.safetensors.index.json");
+  for (const auto& [canonical, key] : stored_of) {
+    const auto& file = ckpt.file_of(key);
+    const std::string name = fs::path(file.path()).filename().string();
+    if (!layout.file_metadata.count(name)) {
+      layout.files.push_back(name);
+      layout.file_metadata[name] = file.metadata();
+    }
+    layout.tensors[canonical] = {name, ckpt.info(key).dtype, key};
+  }
+  return layout;
+}
+
+CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSpec>& table,
+                              const std::map<std::string, torch::Tensor>& params) {
+  const auto ckpt = util::SafetensorsCheckpoint::open_dir(dir);
+  const CheckpointLayout layout = inspect_checkpoint(ckpt, dir, table);
+  std::map<std::string, const WeightSpec*> spec_of;
+  for (const auto& s : table) spec_of[s.key] = &s;
   std::map<std::string, std::unique_ptr<Fd>> fds;
   std::map<std::string, uint64_t> data_offsets;
   torch::NoGradGuard no_grad;
   Staging staging;
-  for (const auto& [canonical, key] : stored_of) {
-    const auto& file = ckpt.file_of(key);
-    const std::string name = fs::path(file.path()).filename().string();
-    if (!fds.count(name)) {
-      fds[name] = std::make_unique<Fd>(file.path());
-      data_offsets[name] = fds[name]->data_offset();
-      layout.files.push_back(name);
-      layout.file_metadata[name] = file.metadata();
-    }
+  for (const auto& [canonical, st] : layout.tensors) {
+    const std::string& key = st.stored_key;
+    const std::string& name = st.file;
     const auto& info = ckpt.info(key);
-    layout.tensors[canonical] = {name, info.dtype, key};
+    if (!fds.count(name)) {
+      fds[name] = std::make_unique<Fd>(ckpt.file_of(key).path());
+      data_offsets[name] = fds[name]->data_offset();
+    }
     const Fd& fd = *fds[name];
     auto dst = params.find(canonical);
     if (dst != params.end()) {
@@ -291,7 +304,7 @@ CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSp
     });
     if (max_diff > 0)
       spdlog::warn("{}: {} differs from {} (max |diff| {:.3g}) but tie_word_embeddings is true; using {} like "
-                   "Hugging Face does", where, key, tie, max_diff, tie);
+                   "Hugging Face does", dir, key, tie, max_diff, tie);
   }
   return layout;
 }
