@@ -3,6 +3,7 @@
 // the written model loads, round-trips byte-identically and runs; spec errors exit 2 naming the
 // key and line; expand-vocab resizes the embeddings to the coord ids and keeps the trained rows.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>

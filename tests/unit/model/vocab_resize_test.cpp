@@ -2,6 +2,7 @@
 // reused padding rows follow the "mean" and "digits" rules with the stated noise, deterministic in
 // the seed; the checkpoint version keeps every other tensor byte-identical and updates vocab_size.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 

@@ -3,6 +3,7 @@
 // unexpected / mis-shaped key with expected shapes, created+saved+reloaded models giving identical
 // logits, and peak memory of a streaming load of a ~200 MB model (measured in a child process).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
