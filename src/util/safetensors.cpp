@@ -38,7 +38,7 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 // Root object -> tensor entry -> shape array: nothing in a valid header nests deeper.
 constexpr size_t kMaxJsonDepth = 3;
 constexpr const char* kDTypeList = "F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL";
-constexpr const char* kSingleFileName = ".safetensors";
+constexpr const char* kExtension = ".safetensors";
 constexpr const char* kIndexSuffix = ".safetensors.index.json";
 
 // Rows in StDType order (row_of indexes by the enum value).
@@ -634,11 +634,11 @@ void write_planned(const std::string& path, const std::vector<const PlannedTenso
 std::string shard_name(const std::string& prefix, size_t i, size_t n) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "-%05zu-of-%05zu", i, n);
-  return prefix + buf + kSingleFileName;
+  return prefix + buf + kExtension;
 }
 
 bool is_shard_name(const std::string& file, const std::string& prefix) {
-  const std::string pattern = prefix + "-00000-of-00000" + kSingleFileName;
+  const std::string pattern = prefix + "-00000-of-00000" + kExtension;
   if (file.size() != pattern.size() || file.compare(0, prefix.size(), prefix) != 0) return false;
   for (size_t i = prefix.size(); i < pattern.size(); ++i) {
     const bool digit_slot = pattern[i] == '0';
@@ -686,7 +686,7 @@ std::vector<std::string> write_safetensors_dir(const std::string& dir, const Nam
     total_bytes += t.nbytes;
   }
 
-  const std::string single_name = opts.prefix + kSingleFileName;
+  const std::string single_name = opts.prefix + kExtension;
   const std::string index_name = opts.prefix + kIndexSuffix;
   std::vector<std::string> written;
   if (shards.size() == 1) {

@@ -261,6 +261,30 @@ TEST(Safetensors, AtomicWritesLeaveNoTempFilesAndKeepOldFileOnError) {
   EXPECT_EQ(dir.listing(), std::vector<std::string>{"a.safetensors"});
 }
 
+TEST(Safetensors, ReadsFilesFromAnIndependentWriter) {
+  // Written by tests/fuzz/make_seed_corpus.py (Python json/struct): data byte i of each tensor is
+  // (i * 37 + 11) % 256 (% 2 for BOOL).
+  const std::string corpus = std::string(COORDEXP_TEST_DATA_DIR) + "/../fuzz/corpus";
+  const auto file = SafetensorsFile::open(corpus + "/all_dtypes.safetensors");
+  EXPECT_EQ(file->metadata().at("note"), "seed");
+  EXPECT_EQ(file->tensors().size(), 13u);
+  for (const StTensorInfo& t : file->tensors()) {
+    SCOPED_TRACE(t.name);
+    const auto [data, nbytes] = file->raw(t.name);
+    for (uint64_t i = 0; i < nbytes; ++i)
+      ASSERT_EQ(data[i], (i * 37 + 11) % (t.dtype == StDType::BOOL ? 2 : 256));
+    EXPECT_TRUE(same_bytes(file->tensor(t.name), data, nbytes));
+  }
+  EXPECT_EQ(file->find("scalar")->shape, std::vector<int64_t>{});
+  EXPECT_EQ(file->tensor("empty").sizes(), (std::vector<int64_t>{4, 0}));
+  const auto unpadded = SafetensorsFile::open(corpus + "/unpadded_unordered.safetensors");
+  // "a" (I64) sits at file offset 124, misaligned: read through the copy path. Value from struct.
+  EXPECT_EQ(unpadded->tensor("a").item<int64_t>(), 1074606175335821323LL);
+  EXPECT_EQ(SafetensorsFile::open(corpus + "/qwen3vl_tiny_shrunk.safetensors")->tensors().size(),
+            69u);
+  EXPECT_TRUE(SafetensorsFile::open(corpus + "/empty_header.safetensors")->tensors().empty());
+}
+
 TEST(Safetensors, ReadsTheQwen3VlTinyFixture) {
   const std::string fixture = std::string(COORDEXP_TEST_DATA_DIR) + "/qwen3vl-tiny-a";
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open_dir(fixture);
