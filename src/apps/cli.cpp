@@ -25,6 +25,8 @@ const CommandFactory kCommands[] = {
     &add_train_command,
     &add_preprocess_command,
     &add_check_data_command,
+    &add_debug_forward_command,
+    &add_make_tiny_command,
     &add_tokenize_command,
     &add_expand_vocab_command,
 };

@@ -12,6 +12,8 @@ CommandRegistration add_config_docs_command(CLI::App& app, const GlobalFlags& fl
 CommandRegistration add_train_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_preprocess_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_check_data_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_debug_forward_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_make_tiny_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
 
