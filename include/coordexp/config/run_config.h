@@ -14,6 +14,7 @@
 #include "coordexp/config/sections/eval.h"
 #include "coordexp/config/sections/log.h"
 #include "coordexp/config/sections/loss.h"
+#include "coordexp/config/sections/model.h"
 #include "coordexp/config/sections/optim.h"
 #include "coordexp/config/sections/preprocess.h"
 #include "coordexp/config/sections/protocol.h"
@@ -25,6 +26,7 @@
 namespace coordexp::config {
 
 struct RunConfig {
+  ModelOptions model;
   TokenizerOptions tokenizer;
   DataOptions data;
   ProtocolOptions protocol;
@@ -56,6 +58,7 @@ void visit_fields(V& v, RunConfig& c) {
             c.log);
   v.section("dist", "Multi-process training (torchrun-style RANK / WORLD_SIZE / MASTER_ADDR "
                     "environment).", c.dist);
+  v.section("model", "The Qwen3-VL checkpoint, parameter dtype, device and memory options.", c.model);
   v.section("tokenizer", "The Qwen byte-level BPE tokenizer and its coord vocabulary.", c.tokenizer);
   v.section("data", "The JSONL datasets (see docs/data/JSONL_CONTRACT.md) and the bad-data policy.",
             c.data);
