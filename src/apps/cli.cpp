@@ -20,6 +20,9 @@ namespace {
 
 const CommandFactory kCommands[] = {
     &add_version_info_command,
+    &add_check_data_command,
+    &add_tokenize_command,
+    &add_expand_vocab_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which
