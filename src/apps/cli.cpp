@@ -23,6 +23,7 @@ const CommandFactory kCommands[] = {
     &add_check_data_command,
     &add_tokenize_command,
     &add_expand_vocab_command,
+    &add_preprocess_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

@@ -10,5 +10,6 @@ CommandRegistration add_version_info_command(CLI::App& app, const GlobalFlags& f
 CommandRegistration add_check_data_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_preprocess_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps
