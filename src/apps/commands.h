@@ -11,5 +11,8 @@ CommandRegistration add_check_data_command(CLI::App& app, const GlobalFlags& fla
 CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_preprocess_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_print_config_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_config_docs_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_train_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps
