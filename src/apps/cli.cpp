@@ -20,6 +20,9 @@ namespace {
 
 const CommandFactory kCommands[] = {
     &add_version_info_command,
+    &add_print_config_command,
+    &add_config_docs_command,
+    &add_train_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which
@@ -33,11 +36,6 @@ void configure_threads() {
   at::set_num_threads(std::max(1, n));
 }
 
-int env_rank() {
-  const char* r = std::getenv("RANK");
-  return r ? std::atoi(r) : 0;
-}
-
 }  // namespace
 
 int run_cli(int argc, const char* const* argv) {
@@ -45,6 +43,7 @@ int run_cli(int argc, const char* const* argv) {
                "coordexp-train"};
   app.set_version_flag("--version", std::string("coordexp-train ") + COORDEXP_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // global flags may also follow the subcommand: `train --config x --seed 3`
   GlobalFlags flags;
   app.add_option("--log-level", flags.log_level, "trace|debug|info|warn|error|off (default: info on rank 0, warn elsewhere)");
   app.add_option("--seed", flags.seed, "Override the config's random seed");
@@ -60,7 +59,7 @@ int run_cli(int argc, const char* const* argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    util::init_logging({flags.log_level, env_rank(), ""});
+    util::init_logging({flags.log_level, util::rank_from_env(), ""});
     configure_threads();
     for (auto& r : regs)
       if (r.sub && r.sub->parsed()) return r.run();

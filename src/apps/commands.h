@@ -7,5 +7,8 @@
 namespace coordexp::apps {
 
 CommandRegistration add_version_info_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_print_config_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_config_docs_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_train_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps
