@@ -23,6 +23,7 @@ const CommandFactory kCommands[] = {
     &add_print_config_command,
     &add_config_docs_command,
     &add_train_command,
+    &add_debug_forward_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

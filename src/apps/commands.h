@@ -10,5 +10,6 @@ CommandRegistration add_version_info_command(CLI::App& app, const GlobalFlags& f
 CommandRegistration add_print_config_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_config_docs_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_train_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_debug_forward_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps
