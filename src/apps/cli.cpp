@@ -24,6 +24,10 @@ const CommandFactory kCommands[] = {
     &add_config_docs_command,
     &add_train_command,
     &add_debug_forward_command,
+    &add_check_data_command,
+    &add_tokenize_command,
+    &add_expand_vocab_command,
+    &add_preprocess_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

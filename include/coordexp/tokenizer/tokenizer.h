@@ -70,6 +70,11 @@ class Tokenizer {
   TokenId im_end_id() const;
   TokenId endoftext_id() const;
 
+  // Where the tokenizer was loaded from (tokenizer.json path).
+  const std::string& source_path() const;
+  // True when the pre-tokenizer regex runs with the PCRE2 JIT (false: interpreter fallback).
+  bool regex_uses_jit() const;
+
  private:
   Tokenizer();
   struct Impl;
