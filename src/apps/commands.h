@@ -15,5 +15,6 @@ CommandRegistration add_check_data_command(CLI::App& app, const GlobalFlags& fla
 CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_preprocess_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_make_synthetic_data_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps
