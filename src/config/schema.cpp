@@ -374,7 +374,8 @@ void YamlReader::on_field(const Field& f, FieldRef ref) {
 
 void Validator::on_field(const Field& f, FieldRef ref) {
   const std::string key = key_of(f.name());
-  check_constraints(Site{key, tree_ ? tree_->origin(key) : std::string("default")}, f, ref);
+  const std::string origin = tree_ ? tree_->origin(key) : std::string();
+  check_constraints(Site{key, origin.empty() ? std::string("default") : origin}, f, ref);
 }
 
 void Validator::end_section(const ValidateFn& validate) {

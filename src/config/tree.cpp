@@ -65,15 +65,17 @@ std::vector<std::string> split_dotted(const std::string& dotted) {
 class TreeLoader {
  public:
   ConfigTree load(const std::string& path, const std::string& included_from) {
-    if (!fs::exists(path)) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
       if (included_from.empty())
         throw ConfigError("config file not found: " + path, "", "check the --config path");
       throw ConfigError("extends file not found: " + path, included_from,
                         "extends: paths are relative to the directory of the file that names them");
     }
-    if (!fs::is_regular_file(path))
+    if (!fs::is_regular_file(path, ec))
       throw ConfigError("config path is not a regular file: " + path, included_from);
-    const fs::path canonical = fs::weakly_canonical(path);
+    fs::path canonical = fs::weakly_canonical(path, ec);
+    if (ec) canonical = fs::absolute(path).lexically_normal();
     for (size_t i = 0; i < stack_.size(); ++i) {
       if (stack_[i].second != canonical) continue;
       std::string chain;
@@ -84,6 +86,7 @@ class TreeLoader {
 
     YAML::Node doc = parse(path);
     ConfigTree own;
+    record_origins(doc, "", path, own.origins_, /*at_root=*/true);  // also rejects malformed keys
     std::vector<std::pair<std::string, std::string>> extends;  // (path as written resolved, origin)
     for (auto it = doc.begin(); it != doc.end(); ++it) {
       const std::string key = it->first.Scalar();
@@ -93,7 +96,6 @@ class TreeLoader {
       }
       own.root_[key] = YAML::Clone(it->second);
     }
-    record_origins(doc, "", path, own.origins_, /*at_root=*/true);
 
     stack_.emplace_back(path, canonical);
     ConfigTree merged;

@@ -36,6 +36,34 @@ struct DataOptions {
   // on_invalid) rather than truncating its answer.
   int max_length = 8192;
 
+  // --- Detection prompt and data loader (coordexp/data/prompt.h, loader.h) ---
+  // System turn of the detection prompt; "" = no system turn (Qwen3-VL's template adds none).
+  std::string prompt_system;
+  // User text after the image(s). "{format}" is replaced by the output-format instruction generated
+  // from protocol.field_order, data.object_order and data.prompt_geometry, so the prompt never
+  // contradicts the rendered answers. Used identically by training, rollout and inference.
+  std::string prompt_user = "Detect every object in the image. {format}";
+  // Geometry the format instruction announces: "bbox", "poly" or "bbox_or_poly". A record holding
+  // another kind is invalid (per on_invalid, reason geometry_not_in_prompt).
+  std::string prompt_geometry = "bbox";
+  // Threads that decode, resize and tokenize samples off the training thread; 0 = on the calling
+  // thread (no prefetch).
+  int num_workers = 2;
+  // Batches prepared ahead of the one being consumed (memory: this many batches of pixel_values).
+  int prefetch_batches = 2;
+  // Shuffle the sample order each epoch, deterministically from (seed, epoch).
+  bool shuffle = true;
+  // When the epoch's batches do not divide evenly: true drops the tail (the incomplete last batch
+  // and batches beyond a multiple of the world size), false pads by repeating the epoch's first
+  // samples/batches so every rank gets the same number of batches. Both are counted.
+  bool drop_last = false;
+  // > 0: token-budget batching: batches hold at most this many padded tokens (samples x longest
+  // sequence, image tokens included); batch size then varies (train batch size caps it). 0 = off.
+  int max_batch_tokens = 0;
+  // Token-budget batching sorts samples by length inside windows of this many consecutive
+  // (shuffled) samples before cutting batches, then shuffles the batches: less padding, still random.
+  int length_group_window = 256;
+
   void validate() const {
     sections_detail::require_choice("data.coords", coords, {"auto", "pixel", "norm1000"});
     sections_detail::require_choice("data.on_invalid", on_invalid, {"error", "skip"});
@@ -44,6 +72,20 @@ struct DataOptions {
     if (max_length < 16)
       throw ConfigError("must be >= 16, got " + std::to_string(max_length), "key data.max_length",
                         "set it to the longest prompt + answer the model should see");
+    sections_detail::require_choice("data.prompt_geometry", prompt_geometry, {"bbox", "poly", "bbox_or_poly"});
+    if (num_workers < 0)
+      throw ConfigError("must be >= 0, got " + std::to_string(num_workers), "key data.num_workers",
+                        "0 builds samples on the training thread");
+    if (prefetch_batches < 1)
+      throw ConfigError("must be >= 1, got " + std::to_string(prefetch_batches), "key data.prefetch_batches",
+                        "use 1 or 2");
+    if (max_batch_tokens != 0 && max_batch_tokens < max_length)
+      throw ConfigError("must be 0 (off) or >= data.max_length (" + std::to_string(max_length) + "), got " +
+                            std::to_string(max_batch_tokens),
+                        "key data.max_batch_tokens", "every sample must fit into one batch on its own");
+    if (length_group_window < 1)
+      throw ConfigError("must be >= 1, got " + std::to_string(length_group_window), "key data.length_group_window",
+                        "1 disables length grouping");
   }
 };
 
@@ -62,6 +104,21 @@ void visit_fields(V& v, DataOptions& o) {
   v.field(Field("swapped_box", "box with x2 < x1 or y2 < y1: swap (counted) or reject")
               .choices({"swap", "reject"}), o.swapped_box);
   v.field(Field("max_length", "longest prompt + answer in tokens").min(16), o.max_length);
+  v.field(Field("prompt_system", "system turn of the detection prompt; empty = none"), o.prompt_system);
+  v.field(Field("prompt_user", "user text after the image(s); {format} = generated output-format instruction"),
+          o.prompt_user);
+  v.field(Field("prompt_geometry", "geometry the prompt announces; other kinds are invalid records")
+              .choices({"bbox", "poly", "bbox_or_poly"}), o.prompt_geometry);
+  v.field(Field("num_workers", "sample-building threads (decode, resize, tokenize); 0 = calling thread").min(0),
+          o.num_workers);
+  v.field(Field("prefetch_batches", "batches prepared ahead of the consumer").min(1), o.prefetch_batches);
+  v.field(Field("shuffle", "shuffle each epoch from (seed, epoch)"), o.shuffle);
+  v.field(Field("drop_last", "uneven epoch end: true drops the tail, false pads with repeated samples (counted)"),
+          o.drop_last);
+  v.field(Field("max_batch_tokens", "token-budget batching: max samples x longest sequence per batch; 0 = off")
+              .min(0), o.max_batch_tokens);
+  v.field(Field("length_group_window", "token-budget batching: samples sorted by length within windows of this size")
+              .min(1), o.length_group_window);
 }
 
 }  // namespace coordexp::config
