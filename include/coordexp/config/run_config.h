@@ -8,17 +8,31 @@
 #include "coordexp/config/sections/channel_a.h"
 #include "coordexp/config/sections/channel_b.h"
 #include "coordexp/config/sections/checkpoint.h"
+#include "coordexp/config/sections/coord.h"
+#include "coordexp/config/sections/data.h"
 #include "coordexp/config/sections/dist.h"
 #include "coordexp/config/sections/eval.h"
 #include "coordexp/config/sections/log.h"
+#include "coordexp/config/sections/loss.h"
+#include "coordexp/config/sections/model.h"
 #include "coordexp/config/sections/optim.h"
+#include "coordexp/config/sections/preprocess.h"
+#include "coordexp/config/sections/protocol.h"
 #include "coordexp/config/sections/rollout.h"
 #include "coordexp/config/sections/stage2.h"
+#include "coordexp/config/sections/tokenizer.h"
 #include "coordexp/config/sections/train.h"
 
 namespace coordexp::config {
 
 struct RunConfig {
+  ModelOptions model;
+  TokenizerOptions tokenizer;
+  PreprocessOptions preprocess;
+  DataOptions data;
+  ProtocolOptions protocol;
+  LossOptions loss;
+  CoordOptions coord;
   TrainOptions train;
   OptimOptions optim;
   CheckpointOptions checkpoint;
@@ -33,6 +47,15 @@ struct RunConfig {
 
 template <class V>
 void visit_fields(V& v, RunConfig& c) {
+  v.section("model", "The Qwen3-VL checkpoint to train and how it runs (parameter dtype, device, "
+                     "attention, gradient checkpointing).", c.model);
+  v.section("tokenizer", "Tokenizer files and the coord vocabulary.", c.tokenizer);
+  v.section("preprocess", "Image preprocessing (resampler, pixel budgets).", c.preprocess);
+  v.section("data", "Training / validation JSONL, invalid-record policy, object order, prompt and "
+                    "data loader.", c.data);
+  v.section("protocol", "How coordinates and CoordJSON records are written.", c.protocol);
+  v.section("loss", "Weights of the Unified Loss Registry terms (Stage-1: context gt).", c.loss);
+  v.section("coord", "Coord decoding for the geometry and coord-distribution losses.", c.coord);
   v.section("train", "The training loop: run directory, length, batch shape, cadence of logging "
                      "and validation, device and precision.", c.train);
   v.section("optim", "AdamW, the learning-rate schedule, gradient clipping, and per-group "
