@@ -23,11 +23,12 @@ const CommandFactory kCommands[] = {
     &add_print_config_command,
     &add_config_docs_command,
     &add_train_command,
-    &add_debug_forward_command,
+    &add_preprocess_command,
     &add_check_data_command,
+    &add_debug_forward_command,
+    &add_make_tiny_command,
     &add_tokenize_command,
     &add_expand_vocab_command,
-    &add_preprocess_command,
     &add_make_synthetic_data_command,
 };
 

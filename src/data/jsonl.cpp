@@ -161,8 +161,8 @@ json parse_line(std::string_view line) {
 }
 
 void check_keys(const json& obj, const char* const* allowed, size_t n, const std::string& prefix) {
-  for (const auto& [key, value] : obj.items()) {
-    (void)value;
+  for (const auto& item : obj.items()) {
+    const std::string& key = item.key();
     if (std::none_of(allowed, allowed + n, [&](const char* a) { return key == a; }))
       invalid(RecordRule::kUnknownField, prefix + "unknown key '" + key + "'",
               "allowed keys: " + join_keys(allowed, n));

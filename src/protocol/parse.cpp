@@ -107,15 +107,17 @@ class EntryParser {
 
   void run(ParsedEntry& entry) {
     const uint32_t record_begin = static_cast<uint32_t>(p_);
+    geometry_.bins.reserve(8);
+    geometry_.coords.reserve(8);
     const bool syntax_ok = parse_entry();
+    decide(entry, syntax_ok);
+    entry.complete = true;
     entry.chars.record = {record_begin, static_cast<uint32_t>(e_)};
     entry.chars.desc = desc_range_;
-    entry.chars.coords = geometry_.coords;
-    entry.object.desc = desc_;
+    entry.chars.coords = std::move(geometry_.coords);
+    entry.object.desc = std::move(desc_);
     entry.object.kind = kind_;
-    entry.object.bins = geometry_.bins;
-    entry.complete = true;
-    decide(entry, syntax_ok);
+    entry.object.bins = std::move(geometry_.bins);
   }
 
  private:
@@ -476,9 +478,10 @@ class EntryParser {
 
 enum class Extent { kClosed, kTruncated, kUnbalanced };
 
-// From s[begin] == '{': finds the matching close, honouring strings and escapes.
-Extent scan_extent(std::string_view s, size_t begin, size_t* end) {
-  std::vector<char> stack;
+// From s[begin] == '{': finds the matching close, honouring strings and escapes. `stack` is
+// scratch space reused across entries.
+Extent scan_extent(std::string_view s, size_t begin, size_t* end, std::vector<char>& stack) {
+  stack.clear();
   bool in_string = false, escaped = false;
   for (size_t p = begin; p < s.size(); ++p) {
     const char c = s[p];
@@ -534,6 +537,7 @@ void parse_structure(ParseResult& r, const uint8_t* origin) {
   }
   r.has_prefix = true;
   r.append_cut = static_cast<uint32_t>(p);
+  std::vector<char> bracket_stack;
 
   skip_ws();
   if (p >= n) return stop(RolloutStatus::kTruncated, "text ends inside the objects array");
@@ -541,7 +545,7 @@ void parse_structure(ParseResult& r, const uint8_t* origin) {
     while (true) {
       if (s[p] != '{') return stop(RolloutStatus::kMalformed, "expected '{' starting an entry");
       size_t end;
-      const Extent extent = scan_extent(s, p, &end);
+      const Extent extent = scan_extent(s, p, &end, bracket_stack);
       ParsedEntry entry;
       entry.chars.record = {static_cast<uint32_t>(p), static_cast<uint32_t>(end)};
       if (extent != Extent::kClosed) {

@@ -10,44 +10,52 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace coordexp::tokenizer::detail {
 
 using Id = int32_t;
 
-// Open-addressing map from a token pair to its merge (rank and the merged token's id).
+// Merge ranks by token pair, laid out for the cache: pairs of single-byte tokens (ids < 256, the
+// most frequent lookups) index a dense table; other pairs live in an open-addressing table of
+// 8-byte slots (left, right and rank packed, 21 bits each). The merged token of each rank is in
+// a separate array. Ids and ranks must be < 2^21.
 class MergeTable {
  public:
-  struct Merge {
-    uint32_t rank;
-    Id merged;
-  };
-  void reserve(size_t n);
-  // Returns false if the pair is already present (the first rank wins, as in HF).
-  bool insert(Id left, Id right, Merge m);
-  const Merge* find(Id left, Id right) const {
+  static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr uint32_t kMaxValue = (1u << 21) - 1;
+
+  void reserve(size_t num_merges);
+  // Adds the merge with the next rank (file order). A pair listed twice keeps its last rank, as
+  // Hugging Face's and transformers.js's merge maps do.
+  void add(Id left, Id right, Id merged);
+  // Rank of merging (left, right), or kNone.
+  uint32_t rank(Id left, Id right) const {
+    if (static_cast<uint32_t>(left) < 256 && static_cast<uint32_t>(right) < 256)
+      return dense_[static_cast<size_t>(left) << 8 | static_cast<size_t>(right)];
     const uint64_t key = pack(left, right);
     for (size_t i = slot(key);; i = (i + 1) & mask_) {
-      const Entry& e = entries_[i];
-      if (e.key == key) return &e.merge;
-      if (e.key == kEmpty) return nullptr;
+      const uint64_t e = slots_[i];
+      if (e == 0) return kNone;
+      if ((e & kKeyMask) == key) return static_cast<uint32_t>(e & kMaxValue);
     }
   }
-  size_t size() const { return size_; }
+  Id merged(uint32_t rank) const { return merged_by_rank_[rank]; }
+  size_t size() const { return merged_by_rank_.size(); }
 
  private:
-  static constexpr uint64_t kEmpty = ~0ULL;
-  struct Entry {
-    uint64_t key = kEmpty;
-    Merge merge{};
-  };
-  static uint64_t pack(Id a, Id b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
+  static constexpr uint64_t kKeyMask = ~static_cast<uint64_t>(kMaxValue);
+  // Bit 63 marks a used slot; left in bits 42..62, right in 21..41, rank in 0..20.
+  static uint64_t pack(Id a, Id b) {
+    return (1ULL << 63) | (static_cast<uint64_t>(a) << 42) | (static_cast<uint64_t>(b) << 21);
+  }
   size_t slot(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ULL) >> shift_) & mask_; }
   void grow();
-  std::vector<Entry> entries_;
-  size_t mask_ = 0, size_ = 0;
+
+  std::vector<uint32_t> dense_ = std::vector<uint32_t>(256 * 256, kNone);
+  std::vector<uint64_t> slots_;
+  std::vector<Id> merged_by_rank_;
+  size_t mask_ = 0, used_ = 0;
   int shift_ = 64;
 };
 
@@ -64,19 +72,33 @@ class BpeModel {
   const MergeTable& merges() const { return merges_; }
 
  private:
+  static constexpr size_t kSmallWord = 64;  // bytes; longer words use the heap
   void merge_small(std::vector<Id>& ids) const;
   void merge_large(std::vector<Id>& ids) const;
 
   std::array<Id, 256> byte_ids_;
   MergeTable merges_;
 
+  // Word cache: sharded open-addressing tables whose keys and ids live in flat arenas, so a hit
+  // costs one hash, one or two cache lines and a short memcmp. A full shard is cleared.
   static constexpr size_t kShards = 32;
-  static constexpr size_t kMaxCachedWordBytes = 256;
+  static constexpr size_t kMaxCachedWordBytes = 64;
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t key_offset = 0, ids_offset = 0;
+    uint16_t key_length = 0, num_ids = 0;  // key_length 0 = empty slot
+  };
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<std::string, std::vector<Id>> map;
+    std::vector<Slot> slots;
+    std::string keys;
+    std::vector<Id> ids;
+    size_t used = 0;
   };
-  size_t shard_capacity_;
+  bool cache_lookup(Shard& shard, uint64_t hash, std::string_view word, std::vector<Id>& out) const;
+  void cache_insert(Shard& shard, uint64_t hash, std::string_view word, const Id* ids, size_t n) const;
+
+  size_t shard_slots_;  // power of two
   std::unique_ptr<Shard[]> shards_;
 };
 

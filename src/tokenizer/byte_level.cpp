@@ -23,14 +23,19 @@ const ByteLevelTable& ByteLevelTable::get() {
 
 std::optional<std::string> ByteLevelTable::decode(std::string_view s) const {
   std::string out;
-  out.reserve(s.size());
+  if (!decode_into(s, out)) return std::nullopt;
+  return out;
+}
+
+bool ByteLevelTable::decode_into(std::string_view s, std::string& out) const {
+  out.clear();
   size_t i = 0;
   while (i < s.size()) {
     const int b = to_byte(next_code_point(s, i));
-    if (b < 0) return std::nullopt;
+    if (b < 0) return false;
     out += static_cast<char>(b);
   }
-  return out;
+  return true;
 }
 
 std::string ByteLevelTable::encode(std::string_view bytes) const {

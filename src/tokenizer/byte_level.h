@@ -22,6 +22,8 @@ class ByteLevelTable {
   // Raw bytes of a vocabulary string (UTF-8 of table code points); nullopt if some code point
   // is not in the table.
   std::optional<std::string> decode(std::string_view vocab_string) const;
+  // The same into `out` (cleared first); false if some code point is not in the table.
+  bool decode_into(std::string_view vocab_string, std::string& out) const;
   // Vocabulary string (UTF-8) of raw bytes.
   std::string encode(std::string_view bytes) const;
 

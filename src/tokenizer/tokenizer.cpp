@@ -23,6 +23,7 @@
 #include "tokenizer/nfc.h"
 #include "tokenizer/regex_split.h"
 #include "tokenizer/utf8.h"
+#include "tokenizer/vocab_index.h"
 
 namespace coordexp::tokenizer {
 
@@ -69,6 +70,60 @@ void write_text_file_atomic(const std::string& path, const std::string& data) {
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) throw DataError("cannot rename " + tmp + " to " + path + ": " + ec.message(), path);
+}
+
+// tokenizer.json with model.vocab and model.merges taken out while parsing (into flat lists):
+// building them as JSON objects would cost more than everything else the loader does.
+struct TokenizerJson {
+  json rest;                                           // the document without vocab entries and merges
+  std::vector<std::pair<std::string, json>> vocab;     // token -> id value, in file order
+  std::vector<json> merges;                            // "a b" strings or ["a", "b"] pairs
+  bool vocab_is_object = false, merges_is_array = false;
+};
+
+TokenizerJson parse_tokenizer_json(const std::string& text, const std::string& path) {
+  TokenizerJson out;
+  enum class Capture { kNone, kVocab, kMerges } capture = Capture::kNone;
+  std::vector<std::string> keys(3);  // last key seen at depths 0..2
+  std::string pending_key;
+  const auto in_model = [&] { return keys[1] == "model"; };
+  const auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+    using E = json::parse_event_t;
+    if (event == E::key && depth < 3) keys[static_cast<size_t>(depth)] = parsed.get<std::string>();
+    if (depth == 2 && in_model() && (event == E::object_start || event == E::array_start)) {
+      if (keys[2] == "vocab" && event == E::object_start) {
+        capture = Capture::kVocab;
+        out.vocab_is_object = true;
+      } else if (keys[2] == "merges" && event == E::array_start) {
+        capture = Capture::kMerges;
+        out.merges_is_array = true;
+      }
+      return true;
+    }
+    if (depth == 2 && (event == E::object_end || event == E::array_end)) {
+      capture = Capture::kNone;
+      return true;
+    }
+    if (capture == Capture::kVocab && depth == 3) {
+      // Discarding the key keeps the entry out of the object entirely (a kept key is inserted
+      // first and erased later). A nested container is recorded as a bad (null) id.
+      if (event == E::key) pending_key = std::move(parsed.get_ref<std::string&>());
+      else if (event == E::value) out.vocab.emplace_back(std::move(pending_key), std::move(parsed));
+      else if (event == E::object_start || event == E::array_start) out.vocab.emplace_back(std::move(pending_key), json());
+      return false;
+    }
+    if (capture == Capture::kMerges && depth == 3 && (event == E::value || event == E::array_end || event == E::object_end)) {
+      out.merges.push_back(std::move(parsed));
+      return false;
+    }
+    return true;
+  };
+  try {
+    out.rest = json::parse(text, callback);
+  } catch (const json::parse_error& e) {
+    throw FormatError(std::string("not valid JSON: ") + e.what(), path, "re-download the tokenizer files");
+  }
+  return out;
 }
 
 json parse_json_file(const std::string& text, const std::string& path) {
@@ -176,8 +231,11 @@ std::vector<AddedToken> read_added_tokens(const json& j, const std::string& path
   return out;
 }
 
-json added_token_json(const AddedToken& t, bool with_id) {
-  json j = json::object();
+// An added token as JSON: with nlohmann::ordered_json the fields come in tokenizer.json's order,
+// with nlohmann::json alphabetically (tokenizer_config.json's order).
+template <class Json>
+Json added_token_json(const AddedToken& t, bool with_id) {
+  Json j = Json::object();
   if (with_id) j["id"] = t.id;
   j["content"] = t.content;
   j["single_word"] = t.single_word;
@@ -197,7 +255,8 @@ struct Tokenizer::Impl {
   std::unique_ptr<detail::RegexSplitter> splitter;
   std::unique_ptr<detail::BpeModel> bpe;
 
-  std::unordered_map<std::string, TokenId> vocab;  // raw bytes of BPE tokens -> id
+  std::vector<std::string> vocab_bytes;  // raw bytes of each BPE token ("" for other ids)
+  detail::VocabIndex vocab{&vocab_bytes};
   enum Kind : uint8_t { kHole, kVocab, kAdded, kSpecial };
   std::vector<std::string> id_bytes;  // what decode emits for each id
   std::vector<uint8_t> id_kind;
@@ -335,13 +394,13 @@ struct Tokenizer::Impl {
     for (const auto& [wb, we] : words) {
       const std::string_view word = view.substr(wb, we - wb);
       const size_t first = ids.size();
-      const auto whole = ignore_merges ? vocab.find(std::string(word)) : vocab.end();
-      if (whole != vocab.end()) ids.push_back(whole->second);
+      const TokenId whole = ignore_merges ? vocab.find(word) : -1;
+      if (whole >= 0) ids.push_back(whole);
       else bpe->encode_word(word, ids);
       if (!tokens) continue;
       uint32_t cur = wb;
       for (size_t k = first; k < ids.size(); ++k) {
-        uint32_t tb = cur, te = cur + static_cast<uint32_t>(id_bytes[static_cast<size_t>(ids[k])].size());
+        uint32_t tb = cur, te = cur + static_cast<uint32_t>(vocab_bytes[static_cast<size_t>(ids[k])].size());
         cur = te;
         // A token cut from inside a character reports the whole character.
         while (tb > 0 && detail::is_continuation(static_cast<unsigned char>(view[tb]))) --tb;
@@ -361,7 +420,8 @@ std::shared_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
   std::shared_ptr<Tokenizer> tok(new Tokenizer());
   Impl& im = *tok->impl_;
   im.json_path = path;
-  const json j = parse_json_file(read_text_file(path), path);
+  TokenizerJson parsed = parse_tokenizer_json(read_text_file(path), path);
+  const json& j = parsed.rest;
   if (!j.is_object()) throw FormatError("top level must be a JSON object", path, "re-download the tokenizer files");
 
   for (const char* key : {"truncation", "padding"})
@@ -391,62 +451,71 @@ std::shared_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
 
   // Vocabulary: byte-level strings -> raw bytes.
   const auto& table = detail::ByteLevelTable::get();
-  const auto vit = model.find("vocab");
-  if (vit == model.end() || !vit->is_object()) throw FormatError("model.vocab must be an object", path, "re-download the tokenizer files");
-  im.vocab.reserve(vit->size());
-  for (const auto& [token, value] : vit->items()) {
+  if (!parsed.vocab_is_object) throw FormatError("model.vocab must be an object", path, "re-download the tokenizer files");
+  std::string bytes;
+  for (const auto& [token, value] : parsed.vocab) {
     if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() >= static_cast<int64_t>(kMaxTokenId))
       throw FormatError("vocab entry " + token + " has a bad id " + value.dump(), mwhere + ".vocab", "ids are integers >= 0");
-    auto bytes = table.decode(token);
-    if (!bytes)
+    if (!table.decode_into(token, bytes))
       throw FormatError("vocab token " + token + " is not in the ByteLevel alphabet", mwhere + ".vocab",
                         "only byte-level BPE vocabularies (GPT-2 byte table) are supported");
     const auto id = value.get<TokenId>();
-    if (!im.vocab.emplace(*bytes, id).second)
-      throw FormatError("vocab token " + token + " appears twice", mwhere + ".vocab", "fix the vocabulary");
-    im.set_id(id, std::move(*bytes), Impl::kVocab);
+    if (static_cast<size_t>(id) >= im.vocab_bytes.size()) im.vocab_bytes.resize(static_cast<size_t>(id) + 1);
+    if (static_cast<size_t>(id) < im.id_kind.size() && im.id_kind[static_cast<size_t>(id)] != Impl::kHole)
+      throw FormatError("vocab id " + std::to_string(id) + " is used twice", mwhere + ".vocab", "fix the vocabulary");
+    im.vocab_bytes[static_cast<size_t>(id)] = bytes;
+    im.set_id(id, bytes, Impl::kVocab);
+  }
+  im.vocab.reserve(parsed.vocab.size());
+  for (size_t id = 0; id < im.vocab_bytes.size(); ++id) {
+    if (im.id_kind[id] != Impl::kVocab) continue;
+    if (!im.vocab.insert(static_cast<TokenId>(id)))
+      throw FormatError("vocab token " + table.encode(im.vocab_bytes[id]) + " appears twice", mwhere + ".vocab",
+                        "fix the vocabulary");
   }
   std::array<TokenId, 256> byte_ids{};
   for (int b = 0; b < 256; ++b) {
-    const auto it = im.vocab.find(std::string(1, static_cast<char>(b)));
-    if (it == im.vocab.end())
+    byte_ids[static_cast<size_t>(b)] = im.vocab.find(std::string(1, static_cast<char>(b)));
+    if (byte_ids[static_cast<size_t>(b)] < 0)
       throw FormatError("the vocabulary lacks the single-byte token for byte " + std::to_string(b), mwhere + ".vocab",
                         "a byte-level BPE vocabulary must hold all 256 bytes");
-    byte_ids[static_cast<size_t>(b)] = it->second;
   }
 
   // Merges: "a b" strings (tokenizers < 0.20) or ["a", "b"] pairs.
-  const auto git = model.find("merges");
-  if (git == model.end() || !git->is_array()) throw FormatError("model.merges must be an array", path, "re-download the tokenizer files");
+  if (!parsed.merges_is_array) throw FormatError("model.merges must be an array", path, "re-download the tokenizer files");
   detail::MergeTable merges;
-  merges.reserve(git->size());
-  uint32_t rank = 0;
-  for (const json& m : *git) {
-    std::string left, right;
+  merges.reserve(parsed.merges.size());
+  size_t rank = 0;
+  std::string left_bytes, right_bytes;
+  for (const json& m : parsed.merges) {
+    std::string_view left, right;
     if (m.is_string()) {
       const std::string& s = m.get_ref<const std::string&>();
       const size_t space = s.find(' ');
       if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
         throw FormatError("merge #" + std::to_string(rank) + " \"" + s + "\" is not two tokens separated by one space",
                           mwhere + ".merges", "fix the merges list");
-      left = s.substr(0, space);
-      right = s.substr(space + 1);
+      left = std::string_view(s).substr(0, space);
+      right = std::string_view(s).substr(space + 1);
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      left = m[0].get<std::string>();
-      right = m[1].get<std::string>();
+      left = m[0].get_ref<const std::string&>();
+      right = m[1].get_ref<const std::string&>();
     } else {
       throw FormatError("merge #" + std::to_string(rank) + " is neither \"a b\" nor [\"a\", \"b\"]", mwhere + ".merges",
                         "fix the merges list");
     }
-    const auto lb = table.decode(left), rb = table.decode(right);
-    const auto li = lb ? im.vocab.find(*lb) : im.vocab.end();
-    const auto ri = rb ? im.vocab.find(*rb) : im.vocab.end();
-    const auto mi = lb && rb ? im.vocab.find(*lb + *rb) : im.vocab.end();
-    if (li == im.vocab.end() || ri == im.vocab.end() || mi == im.vocab.end())
-      throw FormatError("merge #" + std::to_string(rank) + " (" + left + " " + right +
+    TokenId li = -1, ri = -1, mi = -1;
+    if (table.decode_into(left, left_bytes) && table.decode_into(right, right_bytes)) {
+      li = im.vocab.find(left_bytes);
+      ri = im.vocab.find(right_bytes);
+      left_bytes += right_bytes;
+      mi = im.vocab.find(left_bytes);
+    }
+    if (li < 0 || ri < 0 || mi < 0)
+      throw FormatError("merge #" + std::to_string(rank) + " (" + std::string(left) + " " + std::string(right) +
                             ") uses or makes a token that is not in the vocabulary",
                         mwhere + ".merges", "the vocab and merges must come from the same tokenizer");
-    merges.insert(li->second, ri->second, {rank, mi->second});
+    merges.add(li, ri, mi);
     ++rank;
   }
   im.bpe = std::make_unique<detail::BpeModel>(byte_ids, std::move(merges), kBpeCacheCapacity);
@@ -547,9 +616,8 @@ std::optional<TokenId> Tokenizer::token_to_id(std::string_view token) const {
   if (const auto a = impl_->added_id(key)) return a;
   if (detail::find_invalid_utf8(key)) return std::nullopt;
   const auto bytes = detail::ByteLevelTable::get().decode(key);
-  if (!bytes) return std::nullopt;
-  const auto it = impl_->vocab.find(*bytes);
-  return it == impl_->vocab.end() ? std::nullopt : std::optional<TokenId>(it->second);
+  const TokenId id = bytes ? impl_->vocab.find(*bytes) : -1;
+  return id < 0 ? std::nullopt : std::optional<TokenId>(id);
 }
 
 size_t Tokenizer::vocab_size() const { return impl_->id_bytes.size(); }
@@ -588,11 +656,15 @@ void Tokenizer::save(const std::string& dir) const {
   if (ec) throw DataError("cannot create directory: " + ec.message(), dir, "check permissions");
   // Rewrite only the added_tokens array; the rest of tokenizer.json is kept byte for byte.
   const std::string original = read_text_file(im.json_path);
-  json added = json::array();
-  for (const AddedToken& t : im.added) added.push_back(added_token_json(t, true));
+  nlohmann::ordered_json added = nlohmann::ordered_json::array();
+  for (const AddedToken& t : im.added) added.push_back(added_token_json<nlohmann::ordered_json>(t, true));
+  // Same layout as Hugging Face's pretty-printed files (2-space indent, one field per line).
   std::string replacement = "[";
-  for (size_t i = 0; i < added.size(); ++i)
-    replacement += (i ? ",\n    " : "\n    ") + added[i].dump();
+  for (size_t i = 0; i < added.size(); ++i) {
+    std::string item = added[i].dump(2);
+    for (size_t p = item.find('\n'); p != std::string::npos; p = item.find('\n', p + 5)) item.insert(p + 1, "    ");
+    replacement += (i ? ",\n    " : "\n    ") + item;
+  }
   replacement += added.empty() ? "]" : "\n  ]";
   write_text_file_atomic((fs::path(dir) / "tokenizer.json").string(),
                          detail::replace_top_level_value(original, "added_tokens", replacement, im.json_path));
@@ -606,7 +678,7 @@ void Tokenizer::save(const std::string& dir) const {
   auto& decoder = config["added_tokens_decoder"];
   for (const AddedToken& t : im.added) {
     const std::string key = std::to_string(t.id);
-    if (!decoder.contains(key)) decoder[key] = nlohmann::ordered_json::parse(added_token_json(t, false).dump());
+    if (!decoder.contains(key)) decoder[key] = nlohmann::ordered_json::parse(added_token_json<json>(t, false).dump());
   }
   write_text_file_atomic((fs::path(dir) / "tokenizer_config.json").string(), config.dump(2) + "\n");
 }

@@ -10,6 +10,7 @@
 #include "coordexp/config/sections/checkpoint.h"
 #include "coordexp/config/sections/coord.h"
 #include "coordexp/config/sections/data.h"
+#include "coordexp/config/sections/data.h"
 #include "coordexp/config/sections/dist.h"
 #include "coordexp/config/sections/eval.h"
 #include "coordexp/config/sections/log.h"
@@ -18,21 +19,22 @@
 #include "coordexp/config/sections/optim.h"
 #include "coordexp/config/sections/preprocess.h"
 #include "coordexp/config/sections/protocol.h"
+#include "coordexp/config/sections/protocol.h"
 #include "coordexp/config/sections/rollout.h"
 #include "coordexp/config/sections/stage2.h"
+#include "coordexp/config/sections/tokenizer.h"
 #include "coordexp/config/sections/tokenizer.h"
 #include "coordexp/config/sections/train.h"
 
 namespace coordexp::config {
 
 struct RunConfig {
-  ModelOptions model;
   TokenizerOptions tokenizer;
-  PreprocessOptions preprocess;
   DataOptions data;
   ProtocolOptions protocol;
-  LossOptions loss;
+  PreprocessOptions preprocess;
   CoordOptions coord;
+  LossOptions loss;
   TrainOptions train;
   OptimOptions optim;
   CheckpointOptions checkpoint;
@@ -47,15 +49,6 @@ struct RunConfig {
 
 template <class V>
 void visit_fields(V& v, RunConfig& c) {
-  v.section("model", "The Qwen3-VL checkpoint to train and how it runs (parameter dtype, device, "
-                     "attention, gradient checkpointing).", c.model);
-  v.section("tokenizer", "Tokenizer files and the coord vocabulary.", c.tokenizer);
-  v.section("preprocess", "Image preprocessing (resampler, pixel budgets).", c.preprocess);
-  v.section("data", "Training / validation JSONL, invalid-record policy, object order, prompt and "
-                    "data loader.", c.data);
-  v.section("protocol", "How coordinates and CoordJSON records are written.", c.protocol);
-  v.section("loss", "Weights of the Unified Loss Registry terms (Stage-1: context gt).", c.loss);
-  v.section("coord", "Coord decoding for the geometry and coord-distribution losses.", c.coord);
   v.section("train", "The training loop: run directory, length, batch shape, cadence of logging "
                      "and validation, device and precision.", c.train);
   v.section("optim", "AdamW, the learning-rate schedule, gradient clipping, and per-group "
@@ -67,6 +60,20 @@ void visit_fields(V& v, RunConfig& c) {
             c.log);
   v.section("dist", "Multi-process training (torchrun-style RANK / WORLD_SIZE / MASTER_ADDR "
                     "environment).", c.dist);
+  v.section("tokenizer", "The Qwen byte-level BPE tokenizer and its coord vocabulary.", c.tokenizer);
+  v.section("data", "The JSONL datasets (see docs/data/JSONL_CONTRACT.md) and the bad-data policy.",
+            c.data);
+  v.section("protocol", "CoordJSON answer format and pixel/bin coordinate conventions.", c.protocol);
+  v.section("model", "The Qwen3-VL checkpoint to train and how it runs (parameter dtype, device, "
+                     "attention, gradient checkpointing).", c.model);
+  v.section("tokenizer", "Tokenizer files and the coord vocabulary.", c.tokenizer);
+  v.section("data", "Training / validation JSONL, invalid-record policy, object order, detection "
+                    "prompt and data loader.", c.data);
+  v.section("protocol", "How coordinates and CoordJSON records are written.", c.protocol);
+  v.section("preprocess", "Image preprocessing (smart_resize, resize mode, pixel budget).", c.preprocess);
+  v.section("coord", "CoordExp decoding of coordinates from the coord-token logits.", c.coord);
+  v.section("loss", "The Unified Loss Registry: token CE weights by type, coord distribution "
+                    "losses and box geometry losses.", c.loss);
   v.section("stage2", "Stage-2 mixture schedule (Channel-A / Channel-B step routing). Fields "
                       "arrive with the roadmap step that implements the Stage-2 trainer.", c.stage2);
   v.section("channel_a", "Channel-A soft self-context. Fields arrive with the roadmap step that "

@@ -49,6 +49,12 @@ struct CheckpointLayout {
   static CheckpointLayout single_file(const std::vector<WeightSpec>& table, util::StDType dtype);
 };
 
+// Checks `ckpt` (opened from `dir`) against `table`: every missing, unexpected, mis-shaped or
+// non-float tensor is listed in one FormatError with the expected shapes. Returns how the
+// checkpoint stores its tensors.
+CheckpointLayout inspect_checkpoint(const util::SafetensorsCheckpoint& ckpt, const std::string& dir,
+                                    const std::vector<WeightSpec>& table);
+
 // Streams every tensor of `dir`'s checkpoint into `params` (canonical key -> preallocated
 // parameter; converted to the parameter's dtype/device). Checks keys and shapes against `table`
 // first and throws one FormatError listing all problems. Data is read with pread in chunks of at

@@ -4,6 +4,7 @@
 // layer, last hidden state and logits (rel <= 1e-5, argmax identical); position ids and rope
 // deltas exactly. Checked in-process and through `coordexp-train debug-forward`.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>

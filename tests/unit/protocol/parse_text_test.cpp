@@ -203,8 +203,9 @@ TEST(ParseText, TruncatedAtEveryByteKeepsExactlyTheCompleteObjects) {
       ASSERT_EQ(r.valid_objects(), std::vector<Object>(objs.begin(), objs.begin() + complete)) << cut;
       ASSERT_EQ(r.num_complete, complete);
       ASSERT_EQ(r.has_prefix, cut >= kAnswerHead.size());
-      if (r.has_prefix)
+      if (r.has_prefix) {
         ASSERT_EQ(r.append_cut, complete ? a.objects[complete - 1].record.end : kAnswerHead.size());
+      }
       ASSERT_EQ(r.status == RolloutStatus::kComplete, cut == a.text.size());
     }
   }

@@ -343,6 +343,7 @@ TEST(ChannelB, TruncatedAtEveryTokenYieldsValidYIn) {
       const std::vector<Object> fn(gt.begin() + kept.size(), gt.end());
       for (PrefixMode mode : {PrefixMode::kRaw, PrefixMode::kCanonical}) {
         const YIn y = build_y_in(p, fn, tok, mode, order);
+        ASSERT_EQ(tok.decode(Ids(y.ids.begin(), y.ids.end() - 1)), y.text) << n;
         const ParseResult back = parse_ids(y.ids, tok);
         ASSERT_EQ(back.status, RolloutStatus::kComplete) << n << " " << y.text;
         ASSERT_EQ(back.valid_objects(), gt) << n << " " << y.text;
@@ -354,9 +355,10 @@ TEST(ChannelB, TruncatedAtEveryTokenYieldsValidYIn) {
           ASSERT_EQ(back.entries[j].span.desc.end, y.objects[j].span.desc.end);
         }
         ASSERT_EQ(y.invalid_rollout, !p.has_prefix);
-        if (mode == PrefixMode::kRaw && p.has_prefix)
+        if (mode == PrefixMode::kRaw && p.has_prefix) {
           ASSERT_EQ(Ids(y.ids.begin() + y.num_rollout_ids_kept, y.ids.end() - 1),
                     tok.encode(std::string_view(y.text).substr(p.token_begin[y.num_rollout_ids_kept])));
+        }
         ++checked;
       }
     }
