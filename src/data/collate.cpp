@@ -15,7 +15,7 @@ Batch collate(std::vector<Sample> samples, tokenizer::TokenId pad_id) {
     COORDEXP_CHECK(s.answer_begin >= 1 && s.answer_begin < s.length() &&
                        static_cast<int64_t>(s.labels.size()) == s.length() &&
                        static_cast<int64_t>(s.answer_types.size()) == s.answer_length(),
-                   s.source << ": inconsistent sample (length " << s.length() << ", answer_begin " << s.answer_begin
+                   "sample " << s.source << ": inconsistent (length " << s.length() << ", answer_begin " << s.answer_begin
                             << ")");
     t_size = std::max(t_size, s.length());
     batch.num_tokens += s.length();

@@ -301,7 +301,7 @@ SampleResult DetectionDataset::try_get(int64_t index, int64_t epoch) const {
     o.desc_tokens = {p + span.desc.begin, p + span.desc.end};
     for (const int32_t c : span.coord_positions) o.coord_positions.push_back(p + c);
     COORDEXP_CHECK(o.coord_positions.size() == o.bins.size(),
-                   r.source << ": object " << order[j] << " has " << o.coord_positions.size()
+                   "" << r.source << ": object " << order[j] << " has " << o.coord_positions.size()
                             << " coord positions for " << o.bins.size() << " values");
     s.objects.push_back(std::move(o));
   }

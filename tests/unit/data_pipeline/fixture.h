@@ -90,14 +90,16 @@ inline void write_lines(const std::string& path, const std::vector<std::string>&
   for (const auto& l : lines) out << l << "\n";
 }
 
-// One JSONL record line.
+// One JSONL record line. (A vector, not a json: nlohmann turns a one-element braced list into
+// that element rather than an array.)
 inline std::string record_line(const std::vector<std::string>& images, int width, int height,
-                               const nlohmann::json& objects) {
+                               const std::vector<nlohmann::json>& objects) {
   nlohmann::json j;
   j["images"] = images;
   j["width"] = width;
   j["height"] = height;
-  j["objects"] = objects;
+  j["objects"] = nlohmann::json::array();
+  for (const auto& o : objects) j["objects"].push_back(o);
   return j.dump();
 }
 inline nlohmann::json bbox(const std::string& desc, double x1, double y1, double x2, double y2) {
@@ -130,7 +132,7 @@ inline std::string write_varied_dataset(const TempDir& dir, int n) {
     const int w = sizes[i % 4][0], h = sizes[i % 4][1];
     const std::string name = "v" + std::to_string(i) + ".png";
     write_png(dir.file(name), w, h, i);
-    nlohmann::json objects = nlohmann::json::array();
+    std::vector<nlohmann::json> objects;
     for (int k = 0; k < (i * 7) % 6; ++k)
       objects.push_back(bbox("thing " + std::to_string(k), (k * 9) % (w / 2), (k * 5 + i) % (h / 2),
                              w / 2 + (k * 3) % (w / 2), h / 2 + k % (h / 2)));

@@ -30,8 +30,8 @@ std::string error_of(const std::function<void()>& f) {
   return "(no DataError)";
 }
 
-nlohmann::json many_objects(int n) {
-  nlohmann::json objects = nlohmann::json::array();
+std::vector<nlohmann::json> many_objects(int n) {
+  std::vector<nlohmann::json> objects;
   for (int k = 0; k < n; ++k) objects.push_back(bbox("object number " + std::to_string(k), k, k, 60, 46));
   return objects;
 }
@@ -51,7 +51,7 @@ struct BadData {
     mismatch = record_line({"big.png"}, 64, 48, {bbox("cat", 4, 2, 20, 30)});
     poly = record_line({"good.png"}, 64, 48, {{{"desc", "roof"}, {"poly", {1, 1, 30, 1, 15, 20}}}});
     too_long = record_line({"good.png"}, 64, 48, many_objects(40));
-    unusable = record_line({"thin.png"}, 402, 2, nlohmann::json::array());
+    unusable = record_line({"thin.png"}, 402, 2, {});
   }
   // good first, the bad line second: errors must name line 2.
   std::string file_with(const std::string& name, const std::string& bad) const {

@@ -128,7 +128,7 @@ TEST(DataSample, IdsLabelsTypesAndPositionsMatchIndependentConstruction) {
   write_lines(dir.file("train.jsonl"),
               {record_line({"a.png"}, 64, 48, {bbox("dog", 30, 20, 60, 40), bbox("black cat", 4, 2, 20, 30)}),
                record_line({"b.png"}, 96, 64, {bbox("person (left).", 10, 10, 50, 60)}),
-               record_line({"c.png"}, 128, 96, nlohmann::json::array()),
+               record_line({"c.png"}, 128, 96, {}),
                record_line({"a.png", "d.png"}, 64, 48, {tokens_obj})});
   const auto tok = qwen_tokenizer();
   const int coord0 = tok->coord_vocab().first_id;
@@ -246,7 +246,7 @@ TEST(DataSample, ObjectOrderSortedAsIsAndRandomPerSampleAndEpoch) {
   TempDir dir;
   write_png(dir.file("a.png"), 64, 48, 1);
   // File order has descending top edges; two objects tie on y1 and differ in x1.
-  nlohmann::json objects = nlohmann::json::array();
+  std::vector<nlohmann::json> objects;
   const double y1s[] = {40, 30, 20, 20, 10, 0};
   const double x1s[] = {5, 6, 30, 2, 8, 9};
   for (int k = 0; k < 6; ++k) objects.push_back(bbox("o" + std::to_string(k), x1s[k], y1s[k], 60, 46));
