@@ -10,7 +10,6 @@
 #include "coordexp/config/sections/checkpoint.h"
 #include "coordexp/config/sections/coord.h"
 #include "coordexp/config/sections/data.h"
-#include "coordexp/config/sections/data.h"
 #include "coordexp/config/sections/dist.h"
 #include "coordexp/config/sections/eval.h"
 #include "coordexp/config/sections/log.h"
@@ -19,16 +18,15 @@
 #include "coordexp/config/sections/optim.h"
 #include "coordexp/config/sections/preprocess.h"
 #include "coordexp/config/sections/protocol.h"
-#include "coordexp/config/sections/protocol.h"
 #include "coordexp/config/sections/rollout.h"
 #include "coordexp/config/sections/stage2.h"
-#include "coordexp/config/sections/tokenizer.h"
 #include "coordexp/config/sections/tokenizer.h"
 #include "coordexp/config/sections/train.h"
 
 namespace coordexp::config {
 
 struct RunConfig {
+  ModelOptions model;
   TokenizerOptions tokenizer;
   DataOptions data;
   ProtocolOptions protocol;
@@ -60,16 +58,12 @@ void visit_fields(V& v, RunConfig& c) {
             c.log);
   v.section("dist", "Multi-process training (torchrun-style RANK / WORLD_SIZE / MASTER_ADDR "
                     "environment).", c.dist);
+  v.section("model", "The Qwen3-VL checkpoint to train and how it runs (parameter dtype, device, "
+                     "attention, gradient checkpointing).", c.model);
   v.section("tokenizer", "The Qwen byte-level BPE tokenizer and its coord vocabulary.", c.tokenizer);
   v.section("data", "The JSONL datasets (see docs/data/JSONL_CONTRACT.md) and the bad-data policy.",
             c.data);
   v.section("protocol", "CoordJSON answer format and pixel/bin coordinate conventions.", c.protocol);
-  v.section("model", "The Qwen3-VL checkpoint to train and how it runs (parameter dtype, device, "
-                     "attention, gradient checkpointing).", c.model);
-  v.section("tokenizer", "Tokenizer files and the coord vocabulary.", c.tokenizer);
-  v.section("data", "Training / validation JSONL, invalid-record policy, object order, detection "
-                    "prompt and data loader.", c.data);
-  v.section("protocol", "How coordinates and CoordJSON records are written.", c.protocol);
   v.section("preprocess", "Image preprocessing (smart_resize, resize mode, pixel budget).", c.preprocess);
   v.section("coord", "CoordExp decoding of coordinates from the coord-token logits.", c.coord);
   v.section("loss", "The Unified Loss Registry: token CE weights by type, coord distribution "
