@@ -70,7 +70,8 @@ void AdamW::step(double lr) {
     const double bias_correction2 = 1 - std::pow(beta2, static_cast<double>(st.step));
     st.exp_avg.mul_(beta1).add_(g32, 1 - beta1);
     st.exp_avg_sq.mul_(beta2).addcmul_(g32, g32, 1 - beta2);
-    const torch::Tensor denom = (st.exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(settings_.eps);
+    // In place after the one temporary (same arithmetic as `sqrt() / c`, one 4-byte buffer less per element).
+    const torch::Tensor denom = st.exp_avg_sq.sqrt().div_(std::sqrt(bias_correction2)).add_(settings_.eps);
     p32.addcdiv_(st.exp_avg, denom, -group_lr / bias_correction1);
     if (!is_float) p.copy_(p32);
   }

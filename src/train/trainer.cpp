@@ -4,6 +4,7 @@
 #include "coordexp/train/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -213,6 +214,14 @@ struct Trainer::Impl {
 void Trainer::Impl::setup() {
   if (cfg.train.num_threads > 0) at::set_num_threads(cfg.train.num_threads);
   runtime = resolve_runtime(cfg);
+  if (runtime.device.is_cpu()) {
+    // A CPU step allocates and frees tensors of tens of MB (full-vocab logits, embedding gradients,
+    // optimizer temporaries). Above glibc's mmap threshold (<= 32 MB) each one is a fresh mmap whose
+    // pages fault in again every step; keeping them in the heap measured 1.7x faster on the tiny
+    // test model (page faults were ~30% of the time).
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   flat_config = flatten(cfg);
   checkpoints = std::make_unique<CheckpointManager>(cfg.train.output_dir, cfg.checkpoint.keep_last);
   if (is_main()) checkpoints->remove_stale_temps();
@@ -479,12 +488,6 @@ TrainResult Trainer::Impl::train_loop() {
       progress.clear();
       spdlog::warn("step {}: non-finite {}; update skipped ({} in a row, limit train.max_nonfinite_steps = {})",
                    state.step, nonfinite, state.consecutive_nonfinite, cfg.train.max_nonfinite_steps);
-      if (state.consecutive_nonfinite >= cfg.train.max_nonfinite_steps)
-        throw std::runtime_error(
-            "aborting: " + std::to_string(state.consecutive_nonfinite) +
-            " consecutive steps had a non-finite loss or gradient (last, at step " + std::to_string(state.step) +
-            ": " + nonfinite + "). Lower optim.lr, enable optim.grad_clip, check the data, or resume from an "
-            "earlier checkpoint");
     } else {
       scale_grads(optimizer->trainable(), clip_factor(norm, cfg.optim.grad_clip));
       optimizer->step(lr);
@@ -533,6 +536,12 @@ TrainResult Trainer::Impl::train_loop() {
       window_samples = window_tokens = 0;
     }
 
+    if (state.consecutive_nonfinite >= cfg.train.max_nonfinite_steps)
+      throw std::runtime_error(
+          "aborting: " + std::to_string(state.consecutive_nonfinite) +
+          " consecutive steps had a non-finite loss or gradient (last, at step " + std::to_string(state.step) + ": " +
+          nonfinite + "). Lower optim.lr, enable optim.grad_clip, check the data, or resume from an earlier "
+          "checkpoint");
     if (cfg.train.eval_every > 0 && state.step % cfg.train.eval_every == 0) {
       progress.clear();
       run_validation();
