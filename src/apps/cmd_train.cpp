@@ -1,27 +1,27 @@
 // `coordexp-train train --config FILE [--set k=v ...] [--resume]`: resolves and validates the config,
-// prepares the run directory (config.yaml, train.log) and hands the run to the trainer. The Stage-1
-// trainer arrives with roadmap step [6]; until then the hand-off reports that as a runtime error.
+// prepares the run directory (config.yaml, train.log) and hands the run to the Stage-1 trainer
+// (coordexp/train/trainer.h). Exit 0 also after a SIGINT/SIGTERM stop (a checkpoint was saved).
 #include <spdlog/spdlog.h>
 
 #include <memory>
-#include <stdexcept>
 
 #include "apps/commands.h"
 #include "apps/config_cli.h"
 #include "apps/run_dir.h"
 #include "coordexp/config/run_config.h"
 #include "coordexp/config/schema.h"
+#include "coordexp/train/trainer.h"
 #include "coordexp/util/log.h"
 
 namespace coordexp::apps {
 namespace {
 
-// The single hand-off point to the training loop (roadmap step [6] replaces the body with the
-// Stage-1 trainer call).
-int run_training(const config::RunConfig& /*cfg*/, const RunDirectory& run) {
-  throw std::runtime_error("the Stage-1 trainer is not part of this build yet (roadmap step [6]); "
-                           "the config is valid and the run directory " + run.dir +
-                           " holds config.yaml and train.log");
+// The single hand-off point to the training loop.
+int run_training(const config::RunConfig& cfg, const RunDirectory& run) {
+  spdlog::info("run directory {}", run.dir);
+  train::Trainer trainer(cfg);
+  trainer.run();
+  return 0;
 }
 
 }  // namespace

@@ -58,7 +58,8 @@ void visit_fields(V& v, RunConfig& c) {
             c.log);
   v.section("dist", "Multi-process training (torchrun-style RANK / WORLD_SIZE / MASTER_ADDR "
                     "environment).", c.dist);
-  v.section("model", "The Qwen3-VL checkpoint, parameter dtype, device and memory options.", c.model);
+  v.section("model", "The Qwen3-VL checkpoint to train and how it runs (parameter dtype, device, "
+                     "attention, gradient checkpointing).", c.model);
   v.section("tokenizer", "The Qwen byte-level BPE tokenizer and its coord vocabulary.", c.tokenizer);
   v.section("data", "The JSONL datasets (see docs/data/JSONL_CONTRACT.md) and the bad-data policy.",
             c.data);

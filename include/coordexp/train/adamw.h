@@ -1,0 +1,82 @@
+// AdamW over row slices of parameters (param_groups.h), with per-group learning-rate / weight-decay
+// multipliers and freezing, plus the global gradient-norm helpers the training step needs (norm,
+// clipping, first non-finite gradient). Our own implementation rather than torch::optim::AdamW: LibTorch
+// 1.13 keys optimizer state by TensorImpl address and serializes it as a TorchScript archive (not
+// deterministic bytes, not safetensors), and it cannot give rows of one tensor their own settings. The
+// update is the same arithmetic as torch::optim::AdamW (tested bit for bit). No schedule here.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "coordexp/train/param_groups.h"
+#include "coordexp/util/safetensors.h"
+
+namespace coordexp::train {
+
+struct GroupSettings {
+  double lr_mult = 1.0;            // group lr = base lr x lr_mult
+  double weight_decay_mult = 1.0;  // group weight decay = weight_decay x weight_decay_mult
+  bool frozen = false;             // no update, no optimizer state
+};
+
+struct AdamWSettings {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // decoupled: p -= lr x wd x p before the Adam update (decay slices only)
+  std::array<GroupSettings, kNumParamGroups> groups{};
+  const GroupSettings& of(ParamGroup g) const { return groups[static_cast<int>(g)]; }
+};
+
+class AdamW {
+ public:
+  // Keeps the slices of groups that are not frozen. Tensors with no trainable slice get
+  // requires_grad(false) (autograd skips them); the others get requires_grad(true). Moments are
+  // float32 on the parameter's device whatever the parameter dtype (the update is computed in float32).
+  AdamW(const std::vector<ParamSlice>& slices, AdamWSettings settings);
+
+  const std::vector<ParamSlice>& trainable() const { return slices_; }
+  const AdamWSettings& settings() const { return settings_; }
+  // Changes multipliers (e.g. after a resume with --set); freezing is fixed at construction.
+  void set_group_multipliers(ParamGroup g, double lr_mult, double weight_decay_mult);
+
+  // One update at base learning rate `lr`. A slice without a gradient is left alone (no decay, no
+  // moment update, its step count unchanged), as torch.optim does.
+  void step(double lr);
+  // Drops the gradients of every trainable tensor (set to none).
+  void zero_grad();
+
+  // "<state_key>.exp_avg" and ".exp_avg_sq" (float32, [rows...]) and ".step" (int64, 0-dim), in slice
+  // order; slices that have not been updated yet have no entries.
+  util::NamedTensors state_tensors() const;
+  // Restores state_tensors() of an optimizer over the same slices. Throws FormatError naming `where`
+  // and the tensor for an entry of an unknown slice, a wrong shape/dtype, or a partial entry.
+  void load_state_tensors(const std::map<std::string, torch::Tensor>& named, const std::string& where);
+
+ private:
+  struct SliceState {
+    torch::Tensor exp_avg, exp_avg_sq;  // undefined until the first update
+    int64_t step = 0;
+  };
+  std::vector<ParamSlice> slices_;
+  std::vector<SliceState> state_;
+  AdamWSettings settings_;
+};
+
+// L2 norm of the gradients of `slices` together (slices without a gradient count as zero). Each
+// slice's norm is computed in float32 and the squares are summed in double, in slice order.
+double grad_norm(const std::vector<ParamSlice>& slices);
+// Multiplies every slice's gradient by `factor`.
+void scale_grads(const std::vector<ParamSlice>& slices, double factor);
+// The factor global-norm clipping applies: max_norm / (norm + 1e-6) when norm > max_norm > 0, else 1.
+double clip_factor(double norm, double max_norm);
+// state_key of the first slice whose gradient has a NaN/Inf ("" when all are finite).
+std::string first_nonfinite_grad(const std::vector<ParamSlice>& slices);
+
+}  // namespace coordexp::train

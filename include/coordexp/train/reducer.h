@@ -1,0 +1,37 @@
+// The collectives a training step needs, behind a small interface so data parallelism plugs in
+// from outside (a c10d-backed implementation lives with src/dist): summing supervised-item counts
+// before the forward, summing gradients and metric sums after the backward. LocalReducer is the
+// single-process identity. No process-group code here.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace coordexp::train {
+
+class StepReducer {
+ public:
+  virtual ~StepReducer() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  // Element-wise sums over ranks, in place. Every rank calls these in the same order with vectors
+  // of the same length.
+  virtual void sum(std::vector<int64_t>& values) = 0;
+  virtual void sum(std::vector<double>& values) = 0;
+  // Sums each gradient tensor over ranks, in place (each rank's loss is already divided by the
+  // global count, so the sum is the global-batch gradient).
+  virtual void sum_gradients(const std::vector<torch::Tensor>& grads) = 0;
+};
+
+class LocalReducer final : public StepReducer {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  void sum(std::vector<int64_t>&) override {}
+  void sum(std::vector<double>&) override {}
+  void sum_gradients(const std::vector<torch::Tensor>&) override {}
+};
+
+}  // namespace coordexp::train

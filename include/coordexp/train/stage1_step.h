@@ -1,0 +1,41 @@
+// The Stage-1 loss of one micro-batch (context gt, seed 5.3): token weights and supervised-item counts
+// are prepared before any forward (so counts can be summed over the micro-batches of an optimizer step
+// and over ranks first), then one forward computes logits only at the answer positions and the Unified
+// Loss Registry terms (L_struct_ce, L_desc_ce, L_coord_token_ce, optional L_coord_dist / L_geo).
+// Normalization and backward are the trainer's job (coord/loss_terms.h total_loss).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "coordexp/config/sections/coord.h"
+#include "coordexp/config/sections/loss.h"
+#include "coordexp/coord/decode.h"
+#include "coordexp/coord/loss_terms.h"
+#include "coordexp/coord/masks.h"
+#include "coordexp/data/collate.h"
+#include "coordexp/model/qwen3vl.h"
+
+namespace coordexp::train {
+
+struct PreparedBatch {
+  data::Batch batch;
+  coord::TokenWeights weights;  // context gt, over all answers of the batch concatenated
+  coord::TermCounts counts{};   // supervised items per term in this micro-batch
+};
+
+// Builds the gt-context token weights of the batch's response view and counts the supervised items
+// (token CE per type, coord slots / objects of L_coord_dist and L_geo).
+PreparedBatch prepare_batch(data::Batch batch, const config::LossOptions& loss);
+
+// Forward of one prepared micro-batch on `model` (images encoded, logits only at the rows that predict
+// answer tokens) and the registry terms as (sum, local count). An empty batch (every sample skipped)
+// gives terms that are all inactive.
+coord::LossTerms stage1_loss_terms(model::Qwen3VL& model, const PreparedBatch& prepared, coord::CoordIdRange ids,
+                                   const config::CoordOptions& coord, const config::LossOptions& loss);
+
+// sum_i weight_i x sums_i / counts_i over active terms (0 for a term with no items): the total loss
+// value from already reduced sums and counts, for logs.
+double total_loss_value(const coord::TermSums& sums, const coord::TermCounts& counts, const coord::TermActive& active,
+                        const config::LossOptions& loss);
+
+}  // namespace coordexp::train

@@ -1,0 +1,37 @@
+// The scalar part of a checkpoint's trainer_state/: step, counters, the data loader's position and
+// the flattened config the run used (for the settings diff on resume), as trainer_state/state.json.
+// Tensors (optimizer moments, RNG states, exact parameters) live in safetensors files next to it.
+// Pure data + JSON round trip; written and read by the trainer.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace coordexp::train {
+
+struct TrainerState {
+  int64_t step = 0;                   // optimizer steps done (skipped non-finite steps included)
+  int64_t num_samples = 0;            // training samples consumed, all ranks
+  int64_t num_tokens = 0;             // real tokens (image tokens included) consumed, all ranks
+  int64_t num_nonfinite_skipped = 0;  // steps whose update was skipped (non-finite loss or gradient)
+  int64_t consecutive_nonfinite = 0;  // of those, how many in a row at the end
+  std::string loader_state_json;      // data::LoaderState::to_json() of rank 0
+  std::map<std::string, std::string> config;  // dotted key -> value text (config::format_value)
+
+  std::string to_json() const;
+  // Throws FormatError naming `where` and the key for malformed or foreign files.
+  static TrainerState from_json(const std::string& text, const std::string& where);
+};
+
+// One changed setting between a checkpoint's config and the current one ("" = key absent).
+struct SettingChange {
+  std::string key, before, after;
+};
+// Keys whose values differ, in key order; keys listed in `ignore` are left out.
+std::vector<SettingChange> diff_settings(const std::map<std::string, std::string>& before,
+                                         const std::map<std::string, std::string>& after,
+                                         const std::vector<std::string>& ignore = {});
+
+}  // namespace coordexp::train

@@ -1,0 +1,583 @@
+// The Stage-1 training loop (trainer.h): setup (runtime, tokenizer, model, datasets, loader, optimizer,
+// resume), the optimizer step (global counts -> per-micro-batch normalized backward -> NaN/Inf guard ->
+// clip -> AdamW), validation, metrics/progress, and checkpoint contents (HF model dir + trainer_state/).
+#include "coordexp/train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "coordexp/config/schema.h"
+#include "coordexp/data/dataset.h"
+#include "coordexp/data/loader.h"
+#include "coordexp/model/vision_preprocess.h"
+#include "coordexp/tokenizer/tokenizer.h"
+#include "coordexp/train/adamw.h"
+#include "coordexp/train/checkpoint.h"
+#include "coordexp/train/param_groups.h"
+#include "coordexp/train/progress.h"
+#include "coordexp/train/schedule.h"
+#include "coordexp/train/stage1_step.h"
+#include "coordexp/train/stop_signal.h"
+#include "coordexp/train/trainer_state.h"
+#include "coordexp/util/error.h"
+#include "coordexp/util/fs.h"
+#include "coordexp/util/safetensors.h"
+
+namespace coordexp::train {
+namespace fs = std::filesystem;
+namespace {
+
+// Files of a Hugging Face model directory that travel with every checkpoint unchanged (the weights,
+// config.json and the tokenizer files are written from the live objects).
+const char* const kAuxiliaryFiles[] = {"preprocessor_config.json", "video_preprocessor_config.json",
+                                       "generation_config.json",   "chat_template.json",
+                                       "chat_template.jinja",      "special_tokens_map.json",
+                                       "vocab.json",               "merges.txt"};
+
+const char* const kStateDir = "trainer_state";
+const char* const kOptimizerFile = "optimizer.safetensors";
+const char* const kRngFile = "rng.safetensors";
+const char* const kExactParamsFile = "exact_params.safetensors";
+const char* const kConfigYaml = "config.yaml";
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Every option as dotted key -> value text, for the resume diff.
+class FlattenVisitor : public config::SchemaVisitor {
+ public:
+  std::map<std::string, std::string> out;
+
+ protected:
+  void on_field(const config::Field& f, config::FieldRef ref) override { out[key_of(f.name())] = config::format_value(ref); }
+};
+
+std::map<std::string, std::string> flatten(config::RunConfig c) {
+  FlattenVisitor v;
+  visit_fields(v, c);
+  return v.out;
+}
+
+// train.device / train.precision refine the model section's runtime choices.
+model::ModelRuntime resolve_runtime(const config::RunConfig& c) {
+  config::ModelOptions m = c.model;
+  if (c.train.device != "auto") {
+    if (m.device != "auto" && m.device != c.train.device)
+      throw ConfigError("train.device is " + c.train.device + " but model.device is " + m.device,
+                        "key train.device", "set only one of them, or make them agree");
+    m.device = c.train.device;
+  }
+  if (c.train.precision == "fp32") m.cuda_autocast = false;
+  if (c.train.precision == "bf16") m.cuda_autocast = true;
+  model::ModelRuntime r = model::ModelRuntime::from_options(m);
+  if (c.train.precision == "bf16" && !r.device.is_cuda())
+    spdlog::warn("train.precision bf16 applies to CUDA only; this run computes in float32 on {}", r.device.str());
+  return r;
+}
+
+AdamWSettings adamw_settings(const config::OptimOptions& o) {
+  AdamWSettings s;
+  s.beta1 = o.betas.at(0);
+  s.beta2 = o.betas.at(1);
+  s.eps = o.eps;
+  s.weight_decay = o.weight_decay;
+  auto group = [](const config::ParamGroupOptions& g) { return GroupSettings{g.lr_mult, g.weight_decay_mult, g.freeze}; };
+  s.groups[static_cast<int>(ParamGroup::kVision)] = group(o.vision);
+  s.groups[static_cast<int>(ParamGroup::kMerger)] = group(o.merger);
+  s.groups[static_cast<int>(ParamGroup::kLanguageModel)] = group(o.language_model);
+  s.groups[static_cast<int>(ParamGroup::kCoordRows)] = group(o.coord_rows);
+  return s;
+}
+
+std::map<std::string, torch::Tensor> read_all_tensors(const std::string& path) {
+  const auto file = util::SafetensorsFile::open(path);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& info : file->tensors()) out[info.name] = file->tensor(info.name);
+  return out;
+}
+
+std::string join_nonfinite(const coord::TermSums& sums, const coord::TermActive& active, coord::IouKind iou) {
+  std::string s;
+  for (int i = 0; i < coord::kNumTerms; ++i)
+    if (active[i] && !std::isfinite(sums[i]))
+      s += (s.empty() ? "" : ", ") + coord::term_name(static_cast<coord::Term>(i), iou) + " = " +
+           (std::isnan(sums[i]) ? "nan" : "inf");
+  return s;
+}
+
+// The gradient tensors of the trainable slices, each tensor once (slices may share one).
+std::vector<torch::Tensor> trainable_grads(const std::vector<ParamSlice>& slices) {
+  std::vector<torch::Tensor> out;
+  const void* last = nullptr;
+  for (const auto& s : slices) {
+    if (s.param.unsafeGetTensorImpl() == last || !s.param.grad().defined()) continue;
+    last = s.param.unsafeGetTensorImpl();
+    out.push_back(s.param.grad());
+  }
+  return out;
+}
+
+// Summed statistics of one optimizer step (or one validation pass) across micro-batches.
+struct StepStats {
+  coord::TermSums sums{};
+  coord::TermCounts counts{};
+  coord::TermActive active{};
+  coord::IouKind iou_kind = coord::IouKind::kCiou;
+  int64_t num_samples = 0;
+  int64_t num_tokens = 0;
+  int64_t num_poly_excluded = 0;
+
+  void add_terms(const coord::LossTerms& t) {
+    const auto s = t.detached_sums();
+    const auto a = t.active();
+    for (int i = 0; i < coord::kNumTerms; ++i) {
+      sums[i] += s[i];
+      active[i] = active[i] || a[i];
+    }
+    for (bool x : a)
+      if (x) iou_kind = t.iou_kind;  // an empty micro-batch's default must not override it
+    num_poly_excluded += t.num_poly_excluded;
+  }
+  // Counts over ranks (before the forwards; one collective).
+  void reduce_counts(StepReducer& r) {
+    std::vector<int64_t> n(counts.begin(), counts.end());
+    r.sum(n);
+    std::copy(n.begin(), n.end(), counts.begin());
+  }
+  // Sums, activity and sizes over ranks (after the forwards; two collectives).
+  void reduce_sums(StepReducer& r) {
+    std::vector<double> d(sums.begin(), sums.end());
+    std::vector<int64_t> n;
+    for (bool a : active) n.push_back(a ? 1 : 0);
+    n.push_back(num_samples);
+    n.push_back(num_tokens);
+    n.push_back(num_poly_excluded);
+    r.sum(d);
+    r.sum(n);
+    std::copy(d.begin(), d.end(), sums.begin());
+    for (int i = 0; i < coord::kNumTerms; ++i) active[i] = n[static_cast<size_t>(i)] > 0;
+    num_samples = n[coord::kNumTerms];
+    num_tokens = n[coord::kNumTerms + 1];
+    num_poly_excluded = n[coord::kNumTerms + 2];
+  }
+};
+
+}  // namespace
+
+struct Trainer::Impl {
+  config::RunConfig cfg;
+  std::shared_ptr<StepReducer> reducer;
+  model::ModelRuntime runtime;
+  std::optional<CheckpointInfo> resume_from;
+  std::string model_source_dir;  // where the model (and auxiliary files) were loaded from
+
+  std::shared_ptr<tokenizer::Tokenizer> tok;
+  std::shared_ptr<const model::ImagePreprocessor> preprocessor;
+  std::shared_ptr<const data::DetectionDataset> train_set, val_set;
+  data::LoaderOptions loader_options;
+  std::unique_ptr<data::DataLoader> loader;
+  std::optional<model::Qwen3VL> model;
+  coord::CoordIdRange coord_ids;
+  std::unique_ptr<AdamW> optimizer;
+  LrSchedule schedule;
+  std::unique_ptr<CheckpointManager> checkpoints;
+  std::unique_ptr<MetricsWriter> metrics;
+  std::map<std::string, std::string> flat_config;
+
+  TrainerState state;
+  int64_t total_steps = 0;
+  int64_t last_saved_step = -1;
+  std::string last_checkpoint;
+
+  bool is_main() const { return reducer->rank() == 0; }
+
+  void setup();
+  void load_resume_state();
+  void log_run_summary() const;
+  std::string save_checkpoint();
+  void write_checkpoint_contents(const std::string& dir);
+  void run_validation();
+  TrainResult train_loop();
+};
+
+void Trainer::Impl::setup() {
+  if (cfg.train.num_threads > 0) at::set_num_threads(cfg.train.num_threads);
+  runtime = resolve_runtime(cfg);
+  if (runtime.device.is_cpu()) {
+    // A CPU step allocates and frees tensors of tens of MB (full-vocab logits, embedding gradients,
+    // optimizer temporaries). Above glibc's mmap threshold (<= 32 MB) each one is a fresh mmap whose
+    // pages fault in again every step; keeping them in the heap measured 1.7x faster on the tiny
+    // test model (page faults were ~30% of the time).
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
+  flat_config = flatten(cfg);
+  checkpoints = std::make_unique<CheckpointManager>(cfg.train.output_dir, cfg.checkpoint.keep_last);
+  if (is_main()) checkpoints->remove_stale_temps();
+
+  // Where to start: checkpoint.resume = off | auto | <checkpoint dir>.
+  const std::string& resume = cfg.checkpoint.resume;
+  if (resume == "auto") {
+    resume_from = checkpoints->latest();
+    if (!resume_from) spdlog::info("checkpoint.resume = auto: no complete checkpoint in {}, starting fresh", cfg.train.output_dir);
+  } else if (resume != "off") {
+    if (!fs::exists(fs::path(resume) / kCheckpointMarker))
+      throw ConfigError("'" + resume + "' is not a complete checkpoint (no " + kCheckpointMarker + ")",
+                        "key checkpoint.resume", "use off, auto, or a checkpoint-<step> directory written by train");
+    resume_from = CheckpointInfo{0, resume};
+  }
+  if (!resume_from && cfg.model.path.empty())
+    throw ConfigError("no model to train", "key model.path",
+                      "set it to a Hugging Face Qwen3-VL directory (coordexp-train make-tiny writes a tiny one)");
+  model_source_dir = resume_from ? resume_from->path : cfg.model.path;
+
+  // Tokenizer: a checkpoint carries its own; else tokenizer.path or the model directory.
+  const std::string tok_dir =
+      resume_from ? resume_from->path : (cfg.tokenizer.path.empty() ? cfg.model.path : cfg.tokenizer.path);
+  tok = tokenizer::Tokenizer::from_dir(tok_dir);
+  if (cfg.tokenizer.add_coord_tokens) tok->ensure_coord_tokens();
+  const tokenizer::CoordVocab cv = tok->coord_vocab();
+  if (!cv.valid())
+    throw ConfigError("the tokenizer in " + tok_dir + " has no coord tokens", "key tokenizer.add_coord_tokens",
+                      "set tokenizer.add_coord_tokens: true");
+  if (cfg.tokenizer.expected_coord_wildcard_id >= 0 && cv.wildcard_id != cfg.tokenizer.expected_coord_wildcard_id)
+    throw ConfigError("<|coord_*|> has id " + std::to_string(cv.wildcard_id) + ", expected " +
+                          std::to_string(cfg.tokenizer.expected_coord_wildcard_id),
+                      "key tokenizer.expected_coord_wildcard_id", "use the tokenizer the model was trained with, or -1");
+  coord_ids.first_id = cv.first_id;
+
+  model.emplace(model::Qwen3VL::load(model_source_dir, runtime));
+  model->set_gradient_checkpointing(runtime.checkpoint_text_layers, runtime.checkpoint_vision_blocks);
+  const int64_t model_vocab = model->config().text.vocab_size;
+  if (model_vocab < static_cast<int64_t>(tok->vocab_size()))
+    throw DataError("the model has " + std::to_string(model_vocab) + " token rows but the tokenizer has " +
+                        std::to_string(tok->vocab_size()) + " ids",
+                    model_source_dir + "/config.json", "add the coord tokens to the model first (coordexp-train expand-vocab)");
+
+  preprocessor = std::make_shared<const model::ImagePreprocessor>(
+      model::ImagePreprocessor::from_model_dir(model_source_dir, cfg.preprocess));
+  if (cfg.data.train_jsonl.empty())
+    throw ConfigError("no training data", "key data.train_jsonl", "list the training JSONL file(s)");
+  const data::DatasetOptions dopts = data::DatasetOptions::from_config(cfg.data, cfg.protocol);
+  train_set = std::make_shared<const data::DetectionDataset>(cfg.data.train_jsonl, dopts, tok, preprocessor);
+  if (!cfg.data.val_jsonl.empty())
+    val_set = std::make_shared<const data::DetectionDataset>(cfg.data.val_jsonl, dopts, tok, preprocessor);
+  else if (cfg.train.eval_every > 0)
+    spdlog::warn("train.eval_every = {} but data.val_jsonl is empty: no validation", cfg.train.eval_every);
+
+  loader_options = data::LoaderOptions::from_config(cfg.data, cfg.train.micro_batch_size,
+                                                    static_cast<uint64_t>(cfg.train.seed), reducer->rank(),
+                                                    reducer->world_size());
+  loader_options.validate();
+
+  optimizer = std::make_unique<AdamW>(
+      partition_parameters(model->named_parameters(), {coord_ids.first_id, coord::CoordIdRange::kNumBins}),
+      adamw_settings(cfg.optim));
+
+  data::LoaderState start;
+  if (resume_from) {
+    load_resume_state();
+    start = data::LoaderState::from_json(state.loader_state_json);
+  }
+  loader = std::make_unique<data::DataLoader>(train_set, loader_options, start);
+
+  if (cfg.train.max_steps > 0) {
+    total_steps = cfg.train.max_steps;
+  } else {
+    int64_t micro = 0;
+    for (int64_t e = 0; e < cfg.train.epochs; ++e) micro += loader->batches_in_epoch(e);
+    total_steps = std::max<int64_t>(1, micro / cfg.train.grad_accum_steps);
+  }
+  schedule = {cfg.optim.lr, cfg.optim.warmup_steps, total_steps, parse_decay_kind(cfg.optim.schedule),
+              cfg.optim.min_lr_ratio};
+  const std::string metrics_path =
+      is_main() && !cfg.log.metrics_jsonl.empty() ? (fs::path(cfg.train.output_dir) / cfg.log.metrics_jsonl).string() : "";
+  metrics = std::make_unique<MetricsWriter>(metrics_path, resume_from ? state.step : -1);
+  log_run_summary();
+}
+
+void Trainer::Impl::load_resume_state() {
+  const fs::path sdir = fs::path(resume_from->path) / kStateDir;
+  const std::string state_path = (sdir / "state.json").string();
+  state = TrainerState::from_json(util::read_file(state_path), state_path);
+  resume_from->step = state.step;
+  optimizer->load_state_tensors(read_all_tensors((sdir / kOptimizerFile).string()), (sdir / kOptimizerFile).string());
+  {
+    const auto rng = read_all_tensors((sdir / kRngFile).string());
+    const auto it = rng.find("cpu");
+    if (it == rng.end())
+      throw FormatError("no 'cpu' generator state", (sdir / kRngFile).string(), "the checkpoint is damaged");
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(it->second.clone());
+  }
+  // Parameters the HF files store in a narrower dtype than training uses (e.g. bf16 files, float32
+  // training) come back exactly from here.
+  const fs::path exact = sdir / kExactParamsFile;
+  if (fs::exists(exact)) {
+    torch::NoGradGuard no_grad;
+    const auto params = model->named_parameters();
+    for (const auto& [key, t] : read_all_tensors(exact.string())) {
+      const auto it = params.find(key);
+      if (it == params.end() || it->second.sizes() != t.sizes())
+        throw FormatError("tensor '" + key + "' does not match the model", exact.string(), "the checkpoint is damaged");
+      it->second.copy_(t);
+    }
+  }
+  spdlog::info("resuming from {} at step {}", resume_from->path, state.step);
+  const auto changes = diff_settings(state.config, flat_config, {"checkpoint.resume"});
+  for (const auto& c : changes)
+    spdlog::info("resume: setting changed: {}: {} -> {}", c.key, c.before.empty() ? "(unset)" : c.before,
+                 c.after.empty() ? "(unset)" : c.after);
+  if (changes.empty()) spdlog::info("resume: settings unchanged");
+}
+
+void Trainer::Impl::log_run_summary() const {
+  if (!is_main()) return;
+  const auto n = count_elements(optimizer->trainable());
+  std::string groups;
+  for (int g = 0; g < kNumParamGroups; ++g) {
+    const auto pg = static_cast<ParamGroup>(g);
+    groups += std::string(g ? ", " : "") + to_string(pg) + " " +
+              (optimizer->settings().of(pg).frozen ? std::string("frozen") : std::to_string(n[g]));
+  }
+  spdlog::info("model {} on {}: trainable parameters: {}", model_source_dir, runtime.device.str(), groups);
+  const auto& r = train_set->load_report();
+  spdlog::info("train data: {} samples ({} objects) from {} line(s); {} step(s) of {} x {} micro-batch(es) x {} rank(s)",
+               r.num_samples, r.num_objects, r.num_lines, total_steps, cfg.train.micro_batch_size,
+               cfg.train.grad_accum_steps, reducer->world_size());
+  for (const auto& [reason, count] : r.invalid) spdlog::warn("train data: {} record(s) skipped: {}", count, reason);
+  if (val_set) spdlog::info("validation data: {} samples", val_set->size());
+}
+
+void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
+  model->save(dir);
+  tok->save(dir);
+  for (const char* name : kAuxiliaryFiles) {
+    const fs::path src = fs::path(model_source_dir) / name;
+    if (fs::exists(src)) util::write_file_atomic((fs::path(dir) / name).string(), util::read_file(src.string()));
+  }
+  if (const char* pause = std::getenv(kPauseSaveEnv); pause && std::atoll(pause) == state.step) {
+    std::cerr << "test hook: checkpoint save paused at step " << state.step << " in " << dir << std::endl;
+    std::this_thread::sleep_for(std::chrono::seconds(300));
+  }
+  const fs::path sdir = fs::path(dir) / kStateDir;
+  fs::create_directories(sdir);
+  util::write_safetensors((sdir / kOptimizerFile).string(), optimizer->state_tensors());
+  util::NamedTensors rng;
+  rng.emplace_back("cpu", at::detail::getDefaultCPUGenerator().get_state());
+  util::write_safetensors((sdir / kRngFile).string(), rng);
+  util::NamedTensors exact;
+  for (const auto& [key, p] : model->named_parameters()) {
+    const auto it = model->layout().tensors.find(key);
+    if (it != model->layout().tensors.end() && util::st_dtype_to_torch(it->second.dtype) != p.scalar_type())
+      exact.emplace_back(key, p.detach());
+  }
+  if (!exact.empty()) util::write_safetensors((sdir / kExactParamsFile).string(), exact);
+  util::write_file_atomic((sdir / kConfigYaml).string(), config::dump_yaml(cfg));
+  TrainerState s = state;
+  s.loader_state_json = loader->state().to_json();
+  s.config = flat_config;
+  util::write_file_atomic((sdir / "state.json").string(), s.to_json());  // the completeness marker, last
+}
+
+std::string Trainer::Impl::save_checkpoint() {
+  if (!is_main() || last_saved_step == state.step) return last_checkpoint;
+  const double t0 = now_s();
+  last_checkpoint = checkpoints->save(state.step, [&](const std::string& dir) { write_checkpoint_contents(dir); });
+  last_saved_step = state.step;
+  spdlog::info("saved checkpoint {} ({:.1f} s)", last_checkpoint, now_s() - t0);
+  return last_checkpoint;
+}
+
+void Trainer::Impl::run_validation() {
+  if (!val_set) return;
+  torch::NoGradGuard no_grad;
+  data::LoaderOptions vo = loader_options;
+  vo.shuffle = false;
+  vo.drop_last = false;
+  data::DataLoader val_loader(val_set, vo);
+  int64_t num_batches = val_loader.batches_in_epoch(0);
+  if (cfg.train.val_max_batches > 0) num_batches = std::min(num_batches, cfg.train.val_max_batches);
+  StepStats st;
+  for (int64_t i = 0; i < num_batches; ++i) {
+    PreparedBatch pb = prepare_batch(val_loader.next(), cfg.loss);
+    for (int t = 0; t < coord::kNumTerms; ++t) st.counts[t] += pb.counts[t];
+    st.num_samples += pb.batch.size();
+    st.add_terms(stage1_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss));
+  }
+  st.reduce_counts(*reducer);
+  st.reduce_sums(*reducer);
+  const double loss = total_loss_value(st.sums, st.counts, st.active, cfg.loss);
+  nlohmann::ordered_json rec;
+  rec["step"] = state.step;
+  rec["val_loss"] = loss;
+  for (const auto& m : coord::loss_metrics(st.sums, st.counts, st.active, st.iou_kind)) rec["val_" + m.name] = m.value;
+  rec["val_samples"] = st.num_samples;
+  for (const auto& [k, v] : val_loader.counters()) rec["val_" + k] = v;
+  if (is_main()) {
+    metrics->write(rec);
+    spdlog::info("validation at step {}: loss {:.4f} over {} samples", state.step, loss, st.num_samples);
+  }
+}
+
+TrainResult Trainer::Impl::train_loop() {
+  StopSignalScope stop;
+  ProgressReporter progress(is_main() ? resolve_progress_mode(cfg.log.progress) : ProgressMode::kOff);
+  TrainResult result;
+  result.start_step = state.step;
+  result.total_steps = total_steps;
+  const int accum = cfg.train.grad_accum_steps;
+  const double run_start = now_s();
+  double window_start = run_start;
+  int64_t window_samples = 0, window_tokens = 0;
+  const auto weights = coord::term_weights(cfg.loss);
+
+  while (state.step < total_steps) {
+    // 1. The step's micro-batches and their supervised-item counts, summed over micro-batches and ranks.
+    std::vector<PreparedBatch> micro;
+    StepStats st;
+    for (int i = 0; i < accum; ++i) {
+      micro.push_back(prepare_batch(loader->next(), cfg.loss));
+      for (int t = 0; t < coord::kNumTerms; ++t) st.counts[t] += micro.back().counts[t];
+      st.num_samples += micro.back().batch.size();
+      st.num_tokens += micro.back().batch.num_tokens;
+    }
+    st.reduce_counts(*reducer);
+
+    // 2. Forward + backward of each micro-batch, its loss divided by the global counts.
+    for (PreparedBatch& pb : micro) {
+      const coord::LossTerms terms = stage1_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss);
+      st.add_terms(terms);
+      const torch::Tensor total = coord::total_loss(terms, st.counts, cfg.loss);
+      if (total.requires_grad() && std::isfinite(total.item<double>())) total.backward();
+      pb.batch = {};  // free activations' inputs and pixels early
+    }
+    st.reduce_sums(*reducer);
+    ++state.step;
+    state.num_samples += st.num_samples;
+    state.num_tokens += st.num_tokens;
+    window_samples += st.num_samples;
+    window_tokens += st.num_tokens;
+
+    // 3. NaN/Inf guard, clipping, update.
+    const double lr = schedule.lr_at(state.step);
+    const double loss = total_loss_value(st.sums, st.counts, st.active, cfg.loss);
+    std::string nonfinite = join_nonfinite(st.sums, st.active, st.iou_kind);
+    double norm = 0.0;
+    if (nonfinite.empty()) {
+      reducer->sum_gradients(trainable_grads(optimizer->trainable()));
+      norm = grad_norm(optimizer->trainable());
+      if (!std::isfinite(norm)) nonfinite = "gradient of " + first_nonfinite_grad(optimizer->trainable());
+    }
+    if (!nonfinite.empty()) {
+      optimizer->zero_grad();
+      ++state.num_nonfinite_skipped;
+      ++state.consecutive_nonfinite;
+      progress.clear();
+      spdlog::warn("step {}: non-finite {}; update skipped ({} in a row, limit train.max_nonfinite_steps = {})",
+                   state.step, nonfinite, state.consecutive_nonfinite, cfg.train.max_nonfinite_steps);
+    } else {
+      scale_grads(optimizer->trainable(), clip_factor(norm, cfg.optim.grad_clip));
+      optimizer->step(lr);
+      optimizer->zero_grad();
+      state.consecutive_nonfinite = 0;
+    }
+    result.last_loss = loss;
+
+    // 4. What users see.
+    const double t = now_s();
+    ProgressSnapshot snap;
+    snap.step = state.step;
+    snap.total_steps = total_steps;
+    snap.loss = loss;
+    snap.lr = lr;
+    const double window = std::max(t - window_start, 1e-9);
+    snap.tokens_per_s = static_cast<double>(window_tokens) / window;
+    snap.samples_per_s = static_cast<double>(window_samples) / window;
+    const int64_t done_here = state.step - result.start_step;
+    snap.eta_s = (t - run_start) / static_cast<double>(done_here) * static_cast<double>(total_steps - state.step);
+    progress.update(snap);
+    const bool log_step = state.step % cfg.train.log_every == 0 || state.step == total_steps || !nonfinite.empty();
+    if (log_step && is_main()) {
+      nlohmann::ordered_json rec;
+      rec["step"] = state.step;
+      rec["epoch"] = loader->state().epoch;
+      rec["loss"] = loss;
+      for (const auto& m : coord::loss_metrics(st.sums, st.counts, st.active, st.iou_kind)) rec[m.name] = m.value;
+      for (int i = 0; i < coord::kNumTerms; ++i)
+        if (st.active[i] && weights[i] != 0.0)
+          rec["num_" + coord::term_name(static_cast<coord::Term>(i), st.iou_kind)] = st.counts[i];
+      rec["lr"] = lr;
+      rec["grad_norm"] = norm;
+      rec["update_skipped"] = !nonfinite.empty();
+      rec["num_nonfinite_skipped"] = state.num_nonfinite_skipped;
+      rec["tokens_per_s"] = snap.tokens_per_s;
+      rec["samples_per_s"] = snap.samples_per_s;
+      rec["num_samples"] = state.num_samples;
+      rec["num_tokens"] = state.num_tokens;
+      for (const auto& [k, v] : loader->counters()) rec[k] = v;
+      metrics->write(rec);
+      progress.log_line(snap);
+    }
+    if (log_step) {
+      window_start = t;
+      window_samples = window_tokens = 0;
+    }
+
+    if (state.consecutive_nonfinite >= cfg.train.max_nonfinite_steps)
+      throw std::runtime_error(
+          "aborting: " + std::to_string(state.consecutive_nonfinite) +
+          " consecutive steps had a non-finite loss or gradient (last, at step " + std::to_string(state.step) + ": " +
+          nonfinite + "). Lower optim.lr, enable optim.grad_clip, check the data, or resume from an earlier "
+          "checkpoint");
+    if (cfg.train.eval_every > 0 && state.step % cfg.train.eval_every == 0) {
+      progress.clear();
+      run_validation();
+    }
+    if (cfg.checkpoint.every > 0 && state.step % cfg.checkpoint.every == 0) {
+      progress.clear();
+      save_checkpoint();
+    }
+    if (stop.requested()) {
+      progress.clear();
+      spdlog::warn("signal {} received: saving a checkpoint at step {} and stopping", stop.signal_number(), state.step);
+      result.stopped_by_signal = true;
+      break;
+    }
+  }
+  progress.clear();
+  if (!result.stopped_by_signal && cfg.train.eval_every > 0 && state.step % cfg.train.eval_every != 0) run_validation();
+  save_checkpoint();
+  result.steps_done = state.step;
+  result.last_checkpoint = last_checkpoint;
+  spdlog::info("training {} at step {}/{}; last checkpoint {}", result.stopped_by_signal ? "stopped" : "finished",
+               state.step, total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint);
+  return result;
+}
+
+Trainer::Trainer(config::RunConfig config, std::shared_ptr<StepReducer> reducer) : impl_(std::make_unique<Impl>()) {
+  impl_->cfg = std::move(config);
+  impl_->reducer = reducer ? std::move(reducer) : std::make_shared<LocalReducer>();
+  impl_->setup();
+}
+
+Trainer::~Trainer() = default;
+
+TrainResult Trainer::run() { return impl_->train_loop(); }
+int64_t Trainer::step() const { return impl_->state.step; }
+int64_t Trainer::total_steps() const { return impl_->total_steps; }
+model::Qwen3VL& Trainer::model() { return *impl_->model; }
+
+}  // namespace coordexp::train

@@ -1,0 +1,239 @@
+// Stage-1 trainer on a tiny random Qwen3-VL (make-tiny + expand-vocab, real Qwen3 tokenizer) and
+// synthetic shape images, in process: overfitting a fixed batch, gradient accumulation == one bigger
+// batch, bit-exact resume from a checkpoint, a checkpoint reloading with Qwen3VL::load to identical
+// logits (and frozen groups staying put), the NaN/Inf guard, and on_invalid error/skip.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "coordexp/model/qwen3vl.h"
+#include "coordexp/train/checkpoint.h"
+#include "coordexp/train/trainer.h"
+#include "coordexp/util/error.h"
+#include "fixture.h"
+
+namespace coordexp::train {
+namespace {
+using namespace testing;
+
+std::vector<double> column(const std::vector<nlohmann::json>& recs, const std::string& key) {
+  std::vector<double> v;
+  for (const auto& r : recs) v.push_back(r.at(key).get<double>());
+  return v;
+}
+
+std::map<std::string, torch::Tensor> snapshot(model::Qwen3VL& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [k, p] : m.named_parameters()) out[k] = p.detach().clone();
+  return out;
+}
+
+TEST(Trainer, OverfitsAFixedBatchIn50Steps) {
+  const std::string dir = fresh_dir("overfit");
+  auto c = base_config(dir);
+  // One record repeated: every step sees the same batch.
+  const std::string one = dir + "_one.jsonl";
+  {
+    std::ifstream in(Assets::get().train_jsonl);
+    std::string first;
+    std::getline(in, first);
+    std::ofstream(one) << first << "\n";
+  }
+  fs::copy(fs::path(Assets::get().train_jsonl).parent_path() / "images", fs::path(one).parent_path() / "images",
+           fs::copy_options::skip_existing | fs::copy_options::recursive);
+  c.data.train_jsonl = {one};
+  c.data.shuffle = false;
+  c.train.max_steps = 50;
+  c.train.log_every = 1;
+  c.optim.lr = 3e-3;
+  c.optim.warmup_steps = 3;
+  Trainer t(c);
+  const TrainResult r = t.run();
+  EXPECT_EQ(r.steps_done, 50);
+  const auto recs = metrics_with(dir, "loss");
+  ASSERT_EQ(recs.size(), 50u);
+  const auto loss = column(recs, "loss");
+  EXPECT_GT(loss.front(), 5.0);                       // ~ln(vocab) for a random model
+  EXPECT_LT(loss.back(), 0.25 * loss.front()) << "first " << loss.front() << " last " << loss.back();
+  EXPECT_LT(recs.back().at("loss_coord_token_ce").get<double>(), recs.front().at("loss_coord_token_ce").get<double>());
+  // Every registry term of Stage-1 defaults, lr, grad norm, throughput and data counters are logged.
+  for (const char* key : {"loss_struct_ce", "loss_desc_ce", "loss_coord_token_ce", "lr", "grad_norm", "tokens_per_s",
+                          "samples_per_s", "num_nonfinite_skipped", "data_padded_samples"})
+    EXPECT_TRUE(recs.back().contains(key)) << key;
+  EXPECT_TRUE(fs::exists(fs::path(dir) / "checkpoint-50" / kCheckpointMarker));  // the final checkpoint
+}
+
+// k micro-batches of one sample == one batch of k samples: the same samples per step (same seed and
+// shuffle), per-step loss and gradient norm (sensitive to the normalization, unlike Adam's update),
+// and parameters within 1e-5. A large Adam eps keeps updates proportional to tiny gradients, so
+// float noise in near-zero gradients cannot flip them to +-lr.
+TEST(Trainer, GradientAccumulationEqualsOneBiggerBatch) {
+  std::map<std::string, torch::Tensor> params[2];
+  std::vector<nlohmann::json> recs[2];
+  for (int run = 0; run < 2; ++run) {
+    const std::string dir = fresh_dir("accum" + std::to_string(run));
+    auto c = base_config(dir);
+    c.train.max_steps = 3;
+    c.train.micro_batch_size = run == 0 ? 1 : 4;
+    c.train.grad_accum_steps = run == 0 ? 4 : 1;
+    c.optim.eps = 1e-3;
+    c.optim.grad_clip = 0.0;
+    Trainer t(c);
+    t.run();
+    params[run] = snapshot(t.model());
+    recs[run] = metrics_with(dir, "loss");
+  }
+  const auto initial = model::Qwen3VL::load(Assets::get().model_dir).named_parameters();
+  ASSERT_EQ(recs[0].size(), 3u);
+  ASSERT_EQ(recs[1].size(), 3u);
+  for (size_t s = 0; s < 3; ++s) {
+    EXPECT_NEAR(recs[0][s]["loss"].get<double>(), recs[1][s]["loss"].get<double>(), 1e-5 * recs[1][s]["loss"].get<double>());
+    EXPECT_NEAR(recs[0][s]["grad_norm"].get<double>(), recs[1][s]["grad_norm"].get<double>(),
+                1e-4 * recs[1][s]["grad_norm"].get<double>());
+    EXPECT_EQ(recs[0][s]["num_samples"], recs[1][s]["num_samples"]);
+  }
+  double max_diff = 0.0, max_move = 0.0;
+  for (const auto& [k, p] : params[0]) {
+    max_diff = std::max(max_diff, (p - params[1][k]).abs().max().item<double>());
+    max_move = std::max(max_move, (p - initial.at(k)).abs().max().item<double>());
+  }
+  EXPECT_LT(max_diff, 1e-5);
+  EXPECT_GT(max_move, 1e-3);  // the comparison is not vacuous: training moved the parameters
+}
+
+// Resume from a checkpoint written mid-run (copied into a fresh run directory) and continue: the
+// per-step losses and the final parameters equal the uninterrupted run's bit for bit.
+TEST(Trainer, ResumeContinuesBitExactly) {
+  const std::string dir_a = fresh_dir("resume_a");
+  auto c = base_config(dir_a);
+  c.data.num_workers = 2;
+  c.train.max_steps = 6;
+  c.train.grad_accum_steps = 2;
+  c.checkpoint.every = 3;
+  c.optim.weight_decay = 0.01;
+  c.optim.coord_rows.lr_mult = 2.0;
+  std::map<std::string, torch::Tensor> final_a;
+  {
+    Trainer t(c);
+    t.run();
+    final_a = snapshot(t.model());
+  }
+  const auto losses_a = column(metrics_with(dir_a, "loss"), "loss");
+  ASSERT_EQ(losses_a.size(), 6u);
+
+  const std::string dir_b = fresh_dir("resume_b");
+  fs::create_directories(dir_b);
+  fs::copy(fs::path(dir_a) / "checkpoint-3", fs::path(dir_b) / "checkpoint-3", fs::copy_options::recursive);
+  auto cb = c;
+  cb.train.output_dir = dir_b;
+  cb.checkpoint.resume = "auto";
+  Trainer t(cb);
+  EXPECT_EQ(t.step(), 3);
+  const TrainResult r = t.run();
+  EXPECT_EQ(r.start_step, 3);
+  const auto recs_b = metrics_with(dir_b, "loss");
+  ASSERT_EQ(recs_b.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(recs_b[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 4));
+    EXPECT_EQ(recs_b[i]["loss"].get<double>(), losses_a[i + 3]) << "step " << i + 4;  // bit-exact
+  }
+  for (const auto& [k, p] : snapshot(t.model())) EXPECT_TRUE(torch::equal(p, final_a.at(k))) << k;
+}
+
+TEST(Trainer, CheckpointReloadsWithIdenticalLogitsAndFrozenGroupsStayPut) {
+  const std::string dir = fresh_dir("reload");
+  auto c = base_config(dir);
+  c.train.max_steps = 2;
+  c.optim.vision.freeze = true;
+  Trainer t(c);
+  const TrainResult r = t.run();
+  ASSERT_EQ(r.last_checkpoint, (fs::path(dir) / "checkpoint-2").string());
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                        "preprocessor_config.json", "trainer_state/state.json", "trainer_state/optimizer.safetensors",
+                        "trainer_state/rng.safetensors", "trainer_state/config.yaml"})
+    EXPECT_TRUE(fs::exists(fs::path(r.last_checkpoint) / f)) << f;
+
+  auto reloaded = model::Qwen3VL::load(r.last_checkpoint);
+  const auto initial = model::Qwen3VL::load(Assets::get().model_dir).named_parameters();
+  for (const auto& [k, p] : reloaded.named_parameters()) {
+    EXPECT_TRUE(torch::equal(p, t.model().named_parameters().at(k))) << k;
+    if (k.rfind("model.visual.", 0) == 0 && k.rfind("model.visual.merger", 0) != 0 &&
+        k.rfind("model.visual.deepstack", 0) != 0) {
+      EXPECT_TRUE(torch::equal(p, initial.at(k))) << "frozen vision parameter moved: " << k;
+    }
+  }
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::tensor({{151644, 872, 198, 9707, 11, 1879, 0, 151645}}, torch::kLong);
+  model::ForwardInputs in;
+  in.input_ids = ids;
+  in.logits = model::LogitsRequest::all();
+  const auto a = t.model().forward(in).logits, b = reloaded.forward(in).logits;
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, model::Qwen3VL::load(Assets::get().model_dir).forward(in).logits));
+}
+
+TEST(Trainer, NonFiniteStepsAreSkippedNamedAndAbortAfterTheLimit) {
+  const std::string dir = fresh_dir("nan");
+  auto c = base_config(dir);
+  c.train.max_steps = 10;
+  c.train.max_nonfinite_steps = 3;
+  Trainer t(c);
+  {
+    torch::NoGradGuard no_grad;
+    t.model().named_parameters().at("model.language_model.norm.weight").fill_(std::nanf(""));
+  }
+  const auto before = snapshot(t.model());
+  try {
+    t.run();
+    ADD_FAILURE() << "expected an abort";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("3 consecutive steps"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("loss_struct_ce = nan"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(t.step(), 3);
+  const auto recs = metrics_with(dir, "update_skipped");
+  ASSERT_EQ(recs.size(), 3u);
+  for (const auto& r : recs) EXPECT_TRUE(r["update_skipped"].get<bool>());
+  EXPECT_EQ(recs.back()["num_nonfinite_skipped"].get<int64_t>(), 3);
+  for (const auto& [k, p] : snapshot(t.model())) EXPECT_TRUE(torch::equal(p, before.at(k)) || k == "model.language_model.norm.weight") << k;
+}
+
+TEST(Trainer, OnInvalidErrorNamesTheRecordAndSkipCountsIt) {
+  const Assets& a = Assets::get();
+  const std::string dir = fresh_dir("invalid");
+  const fs::path data_dir = fs::path(a.train_jsonl).parent_path();
+  // A record whose image is missing (invalid at load) and one whose image is not an image (fails
+  // when the loader builds it).
+  std::ofstream(data_dir / "images" / "corrupt.png") << "not a png";
+  const std::string jsonl = (data_dir / "with_bad.jsonl").string();
+  {
+    std::ifstream in(a.train_jsonl);
+    std::ofstream out(jsonl);
+    std::string line;
+    for (int i = 0; i < 3 && std::getline(in, line); ++i) out << line << "\n";
+    out << R"({"images": ["images/missing.png"], "width": 64, "height": 64, "objects": [{"desc": "red circle", "bbox_2d": [1, 1, 9, 9]}]})" << "\n";
+    out << R"({"images": ["images/corrupt.png"], "width": 64, "height": 64, "objects": [{"desc": "red circle", "bbox_2d": [1, 1, 9, 9]}]})" << "\n";
+  }
+  auto c = base_config(dir);
+  c.data.train_jsonl = {jsonl};
+  c.data.shuffle = false;
+  c.data.on_invalid = "error";
+  try {
+    Trainer t(c);
+    ADD_FAILURE() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("with_bad.jsonl:4"), std::string::npos) << e.what();
+  }
+  c.data.on_invalid = "skip";
+  c.train.max_steps = 4;  // one epoch = 4 valid records at micro batch 1
+  Trainer t(c);
+  t.run();
+  const auto recs = metrics_with(dir, "loss");
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs.back()["data_invalid_missing_image"].get<int64_t>(), 1);
+  EXPECT_EQ(recs.back()["data_skipped_image_unreadable"].get<int64_t>(), 1);
+}
+
+}  // namespace
+}  // namespace coordexp::train
