@@ -45,7 +45,6 @@ class MergeTable {
     }
   }
   Id merged(uint32_t rank) const { return merged_by_rank_[rank]; }
-  size_t size() const { return merged_by_rank_.size(); }
 
  private:
   static constexpr uint64_t kKeyMask = ~static_cast<uint64_t>(kMaxValue);
@@ -71,13 +70,11 @@ class BpeModel {
 
   // Appends the ids of `word` (raw bytes, non-empty).
   void encode_word(std::string_view word, std::vector<Id>& out) const;
-  // The same without the cache (exposed for tests and for words too long to cache).
-  void merge_word(std::string_view word, std::vector<Id>& out) const;
-
-  const MergeTable& merges() const { return merges_; }
 
  private:
   static constexpr size_t kSmallWord = 64;  // bytes; longer words use the heap
+  // encode_word without the cache.
+  void merge_word(std::string_view word, std::vector<Id>& out) const;
   void merge_small(std::vector<Id>& ids) const;
   void merge_large(std::vector<Id>& ids) const;
 

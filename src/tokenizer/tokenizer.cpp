@@ -262,7 +262,6 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> id_kind;
   std::vector<AddedToken> added;  // sorted by id
   std::unordered_map<std::string, TokenId> added_ids;
-  size_t num_file_added = 0;  // added tokens the source tokenizer.json had
   AddedTokenMatcher raw_matcher, normalized_matcher;
   CoordVocab coord;
 
@@ -522,7 +521,6 @@ std::shared_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
 
   for (const AddedToken& t : read_added_tokens(j.value("added_tokens", json()), path))
     im.add_token(t, path + ": added_tokens");
-  im.num_file_added = im.added.size();
   im.build_matchers();
   im.detect_coord_tokens(path);
   return tok;
