@@ -4,7 +4,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 #include <iostream>
 
 #include "apps/commands.h"
@@ -16,13 +20,26 @@ namespace {
 
 const CommandFactory kCommands[] = {
     &add_version_info_command,
+    &add_print_config_command,
+    &add_config_docs_command,
+    &add_train_command,
+    &add_preprocess_command,
+    &add_check_data_command,
+    &add_debug_forward_command,
+    &add_make_tiny_command,
     &add_tokenize_command,
     &add_expand_vocab_command,
 };
 
-int env_rank() {
-  const char* r = std::getenv("RANK");
-  return r ? std::atoi(r) : 0;
+// Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which
+// halves CPU throughput on these 2-core machines. Use the cores (shared among the processes that
+// torchrun starts on this node) unless OMP_NUM_THREADS says otherwise.
+void configure_threads() {
+  if (std::getenv("OMP_NUM_THREADS")) return;
+  const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
+  const int procs = local_world ? std::max(1, std::atoi(local_world)) : 1;
+  const int n = static_cast<int>(std::thread::hardware_concurrency()) / procs;
+  at::set_num_threads(std::max(1, n));
 }
 
 }  // namespace
@@ -32,6 +49,7 @@ int run_cli(int argc, const char* const* argv) {
                "coordexp-train"};
   app.set_version_flag("--version", std::string("coordexp-train ") + COORDEXP_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // global flags may also follow the subcommand: `train --config x --seed 3`
   GlobalFlags flags;
   app.add_option("--log-level", flags.log_level, "trace|debug|info|warn|error|off (default: info on rank 0, warn elsewhere)");
   app.add_option("--seed", flags.seed, "Override the config's random seed");
@@ -47,7 +65,8 @@ int run_cli(int argc, const char* const* argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    util::init_logging({flags.log_level, env_rank(), ""});
+    util::init_logging({flags.log_level, util::rank_from_env(), ""});
+    configure_threads();
     for (auto& r : regs)
       if (r.sub && r.sub->parsed()) return r.run();
     std::cerr << "error: no subcommand given (see --help)\n";

@@ -7,6 +7,13 @@
 namespace coordexp::apps {
 
 CommandRegistration add_version_info_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_print_config_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_config_docs_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_train_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_preprocess_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_check_data_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_debug_forward_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_make_tiny_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
 

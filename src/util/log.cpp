@@ -5,11 +5,23 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <vector>
 
 #include "coordexp/util/error.h"
 
 namespace coordexp::util {
+
+int rank_from_env() {
+  const char* text = std::getenv("RANK");
+  if (!text || !*text) return 0;
+  char* end = nullptr;
+  const long rank = std::strtol(text, &end, 10);
+  if (*end != '\0' || rank < 0 || rank > 1'000'000)
+    throw ConfigError(std::string("RANK='") + text + "' is not a valid process rank", "environment",
+                      "RANK must be a non-negative integer (torchrun sets it)");
+  return static_cast<int>(rank);
+}
 
 int parse_log_level(const std::string& name) {
   static const char* kNames[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};

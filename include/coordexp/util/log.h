@@ -13,6 +13,10 @@ struct LogSetup {
   std::string log_file;  // "" = console only; else appended to (all levels >= the console level)
 };
 
+// This process's rank from the RANK environment variable (torchrun); 0 when unset. Throws
+// ConfigError when RANK is set but not a non-negative integer.
+int rank_from_env();
+
 // Parses a level name; throws ConfigError naming the allowed values.
 int parse_log_level(const std::string& name);
 

@@ -52,7 +52,11 @@ class SafetensorsFile {
   const std::vector<StTensorInfo>& tensors() const { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const StTensorInfo* find(const std::string& name) const;  // nullptr if absent
-  // Zero-copy, read-only CPU view of the tensor's bytes (do not write into it).
+  // Zero-copy CPU view of the tensor's bytes; it keeps the mapping alive after this object dies.
+  // Treat it as read-only: the mapping is private copy-on-write, so a write never reaches the file
+  // (and never faults) but is seen by other views of the same tensor. Data stored at an offset
+  // misaligned for its dtype is copied instead; zero-element tensors are fresh empty tensors.
+  // A missing name is a FormatError naming the file, the tensor and the closest existing name.
   torch::Tensor tensor(const std::string& name) const;
   // Raw bytes of a tensor (for byte-exact copies).
   std::pair<const uint8_t*, uint64_t> raw(const std::string& name) const;
@@ -72,9 +76,14 @@ class SafetensorsFile {
 // FormatError naming both.
 class SafetensorsCheckpoint {
  public:
+  // model.safetensors wins over an index when both exist (as in transformers; a warning is logged).
   static SafetensorsCheckpoint open_dir(const std::string& dir);
-  // Also accepts a single file path.
+  // Also accepts a single file path (a path ending in .index.json is opened as an index).
   static SafetensorsCheckpoint open_file(const std::string& path);
+  // Sharded checkpoint from its index file; shards are resolved next to the index. Errors: missing
+  // shard, key mapped to a shard that lacks it, key in a shard but not in weight_map, a key in two
+  // shards, shard names with a path component.
+  static SafetensorsCheckpoint open_index(const std::string& index_path);
 
   std::vector<std::string> keys() const;  // sorted
   bool contains(const std::string& key) const;
@@ -86,6 +95,7 @@ class SafetensorsCheckpoint {
   const std::map<std::string, std::string>& index_metadata() const { return index_metadata_; }
 
  private:
+  std::string source_;  // the file or index it was opened from (for error messages)
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, size_t> key_to_file_;
   std::map<std::string, std::string> index_metadata_;
@@ -94,8 +104,11 @@ class SafetensorsCheckpoint {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
-// Writes one file atomically; tensors are written in sorted key order (deterministic). Tensors may
-// be on any device/dtype listed in StDType; they are copied to CPU contiguous.
+// Writes one file atomically and deterministically: the data is laid out by (element size
+// descending, name), as the reference writer does, so every tensor is aligned for its dtype; the
+// header lists tensors in that order after __metadata__ and is space-padded to a multiple of 8.
+// Tensors may be on any device/dtype listed in StDType; they are copied to CPU contiguous one at a
+// time. Duplicate names, "__metadata__" and unsupported dtypes are FormatErrors naming the tensor.
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
@@ -106,7 +119,11 @@ struct ShardedWriteOptions {
 };
 // Writes `dir`/model.safetensors, or shards + model.safetensors.index.json when the total exceeds
 // max_shard_bytes (keys in sorted order, a new shard starts when the next tensor would overflow).
-// Returns the list of files written (relative names).
+// max_shard_bytes counts tensor data only; a tensor larger than it gets a shard of its own. The
+// index holds metadata.total_size (sum of tensor bytes) and weight_map. "format": "pt" is added to
+// the shard metadata unless given (transformers requires it). Stale files of the other layout
+// (old model.safetensors / index / shards with the same prefix) are removed after the new ones are
+// in place. Returns the list of files written (relative names).
 std::vector<std::string> write_safetensors_dir(const std::string& dir, const NamedTensors& tensors,
                                                const ShardedWriteOptions& opts = {});
 

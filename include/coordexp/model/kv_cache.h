@@ -1,0 +1,65 @@
+// Key/value cache for incremental decoding (spec section 8): preallocated [B, nkv, capacity, hd]
+// keys (after k_norm and rotary) and values per decoder layer, with per-row lengths, per-slot
+// validity (padding slots stay masked forever) and per-row rope positions, so rows of different
+// lengths append without holes and can be truncated independently. Owns no model weights; the
+// decoder calls append()/write()/keys()/values() once per forward.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace coordexp::model {
+
+class KvCache {
+ public:
+  KvCache(int64_t num_layers, int64_t batch_size, int64_t num_kv_heads, int64_t head_dim,
+          int64_t capacity, torch::TensorOptions options);
+
+  int64_t num_layers() const { return static_cast<int64_t>(keys_.size()); }
+  int64_t batch_size() const { return batch_size_; }
+  int64_t capacity() const { return capacity_; }
+  // Slots in use by `row` (leading padding included; trailing padding of a block is not).
+  int64_t length(int64_t row) const;
+  // Rope position (all three axes) that the next real token of `row` gets.
+  int64_t next_position(int64_t row) const;
+  bool empty() const;  // no row holds anything
+
+  // Forgets slots >= new_length of `row` (new_length <= length(row)); the next position becomes
+  // (largest position among the kept real slots) + 1, as a full forward over the kept prefix gives.
+  void truncate(int64_t row, int64_t new_length);
+  void reset();
+
+  // --- used by the decoder: one append() per forward, then write() per layer ---
+  struct Append {
+    std::vector<int64_t> offsets;  // slot of the block's first token, per row
+    int64_t key_len = 0;           // keys [0, key_len) are attended by this block
+    torch::Tensor attn_bias;       // float [B, 1, T, key_len]: 0 = attend, -inf = masked
+  };
+  // Reserves slots for a block of T tokens per row. mask: [B, T] (nonzero = real token; undefined =
+  // all real); position_ids: int64 [3, B, T] of the block. Throws DataError when a row would
+  // exceed the capacity. A failed forward after append() leaves the cache unusable (reset()).
+  Append append(const torch::Tensor& mask, const torch::Tensor& position_ids, torch::ScalarType bias_dtype);
+  // Stores the block's k, v ([B, nkv, T, hd]) of `layer` at the planned slots.
+  void write(int64_t layer, const Append& plan, const torch::Tensor& k, const torch::Tensor& v);
+  torch::Tensor keys(int64_t layer, int64_t len) const;    // [B, nkv, len, hd] view
+  torch::Tensor values(int64_t layer, int64_t len) const;  // [B, nkv, len, hd] view
+
+ private:
+  int64_t batch_size_, capacity_;
+  std::vector<torch::Tensor> keys_, values_;  // per layer [B, nkv, capacity, hd]
+  std::vector<int64_t> length_;               // per row
+  std::vector<int64_t> next_position_;        // per row
+  torch::Tensor slot_valid_;                  // bool [B, capacity] (CPU): slot holds a real token
+  torch::Tensor slot_position_;               // int64 [B, capacity] (CPU): max rope position of the slot
+};
+
+// Additive attention bias for a block of T queries per row whose query j of row b sits at slot
+// offsets[b] + j among keys [0, key_valid.size(1)): key s is attended iff key_valid[b, s] and
+// s <= that slot; a query always attends to its own slot (so padding queries never produce NaN).
+// key_valid: bool [B, K]. Returns [B, 1, T, K] of `dtype` on key_valid's device.
+torch::Tensor make_attention_bias(const torch::Tensor& key_valid, const std::vector<int64_t>& offsets,
+                                  int64_t num_queries, torch::ScalarType dtype);
+
+}  // namespace coordexp::model

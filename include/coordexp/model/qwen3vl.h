@@ -1,0 +1,130 @@
+// Qwen3VL: the owner of a loaded Qwen3-VL model (config, parameters, checkpoint layout, runtime
+// choices) and its forward API: images -> VisionFeatures (computed once, reusable), then decoder
+// forwards over input_ids with optional vision features, embedding overrides (Channel-A), padding,
+// precomputed position ids, a KV cache, and logits only where requested. Load/save round-trips
+// Hugging Face checkpoints. Preprocessing (pixels -> pixel_values) lives in vision_preprocess.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coordexp/config/sections/model.h"
+#include "coordexp/model/config.h"
+#include "coordexp/model/kv_cache.h"
+#include "coordexp/model/modules.h"
+#include "coordexp/model/weights.h"
+
+namespace coordexp::model {
+
+// Resolved runtime choices (from config::ModelOptions).
+struct ModelRuntime {
+  torch::ScalarType param_dtype = torch::kFloat;  // float32 or bfloat16
+  torch::Device device = torch::kCPU;
+  bool cuda_autocast = true;                      // bf16 autocast on CUDA; CPU computes float32
+  bool use_sdpa = false;                          // decoder attention via the fused kernel
+  bool checkpoint_text_layers = false;
+  bool checkpoint_vision_blocks = false;
+  // Resolves "auto" device (CUDA when available). Throws ConfigError for cuda without CUDA.
+  static ModelRuntime from_options(const config::ModelOptions& options);
+};
+
+// Rows that replace token embeddings before the decoder (Channel-A's soft coord embeddings).
+// positions: int64 [K, 2] of (batch row, sequence index); rows: [K, H] (may require grad). Image
+// pad positions cannot be overridden (image features never travel through here).
+struct EmbeddingOverride {
+  torch::Tensor positions;
+  torch::Tensor rows;
+};
+
+// Where logits are computed (never [B, T, V] unless kAll is asked for).
+struct LogitsRequest {
+  enum class Kind { kNone, kAll, kLast, kMask };
+  Kind kind = Kind::kLast;
+  torch::Tensor mask;  // kMask: bool [B, T]
+  static LogitsRequest none() { return {Kind::kNone, {}}; }
+  static LogitsRequest all() { return {Kind::kAll, {}}; }
+  static LogitsRequest last() { return {Kind::kLast, {}}; }  // last real token of each row
+  static LogitsRequest at(torch::Tensor mask_BT) { return {Kind::kMask, std::move(mask_BT)}; }
+};
+
+struct ForwardInputs {
+  torch::Tensor input_ids;                // int64 [B, T]; always (locates image pads and positions)
+  torch::Tensor attention_mask;           // [B, T] nonzero = real token; undefined = all real.
+                                          // With a cache it covers only this block (the cache
+                                          // remembers which earlier slots were padding).
+  const VisionFeatures* vision = nullptr;  // features for this batch's <|image_pad|> runs, in order
+  const EmbeddingOverride* embedding_override = nullptr;
+  torch::Tensor position_ids;             // int64 [3, B, T]; undefined = computed (spec section 5)
+  KvCache* cache = nullptr;               // append this block (forwards with a cache never record grads)
+  LogitsRequest logits = LogitsRequest::last();
+  bool return_hidden_states = false;      // final-normed hidden states [B, T, H]
+  Trace* trace = nullptr;                 // intermediate tensors for parity tests
+};
+
+struct ForwardOutput {
+  torch::Tensor logits;         // kAll [B, T, V]; kLast [B, V]; kMask [K, V] (row-major over mask)
+  torch::Tensor hidden_states;  // [B, T, H] if requested
+  torch::Tensor position_ids;   // int64 [3, B, T] used
+  torch::Tensor rope_deltas;    // int64 [B, 1] (HF convention; zeros when ids were precomputed)
+};
+
+// Random initialisation scales for make-tiny models (not a training recipe).
+struct InitScales {
+  double linear_std = 0.02;    // every linear weight ~ N(0, std^2)
+  double embed_std = 0.02;     // embed_tokens, lm_head, pos_embed
+  double bias_std = 0.0;       // biases
+  double norm_noise = 0.0;     // norm weights = 1 + N(0, noise^2) (LayerNorm biases 0)
+};
+
+class Qwen3VL {
+ public:
+  // Loads dir/config.json and the weights (single file or shards). Throws FormatError on any
+  // config or key/shape mismatch (one error listing everything).
+  static Qwen3VL load(const std::string& dir, const ModelRuntime& runtime = {});
+  // A model with uninitialised parameters (call init_random or load weights into it).
+  static Qwen3VL create(const Qwen3VLConfig& config, const ModelRuntime& runtime = {});
+
+  Qwen3VL(Qwen3VL&&) noexcept;
+  Qwen3VL& operator=(Qwen3VL&&) noexcept;
+  ~Qwen3VL();
+
+  // Deterministic random parameters from `seed` (CPU generator; same values on every machine).
+  void init_random(uint64_t seed, const InitScales& scales = {});
+  // Writes config.json and the weights into dir with the source's key names, dtypes and sharding
+  // (a created model: one model.safetensors in `dtype_for_new`, tied lm_head omitted).
+  void save(const std::string& dir, torch::ScalarType dtype_for_new = torch::kFloat) const;
+
+  // Vision tower + DeepStack mergers. pixel_values [Np, C*tp*p*p], grid_thw int64 [N, 3].
+  VisionFeatures encode_images(const torch::Tensor& pixel_values, const torch::Tensor& grid_thw,
+                               Trace* trace = nullptr);
+  ForwardOutput forward(const ForwardInputs& inputs);
+  // An empty cache for `batch_size` rows of up to `capacity` tokens, on the model's device.
+  KvCache make_kv_cache(int64_t batch_size, int64_t capacity) const;
+
+  const Qwen3VLConfig& config() const { return config_; }
+  Qwen3VLConfig& mutable_config() { return config_; }  // e.g. vocab resize updates vocab_size
+  const ModelRuntime& runtime() const { return runtime_; }
+  Qwen3VLModule& module() { return module_; }
+  const Qwen3VLModule& module() const { return module_; }
+  const CheckpointLayout& layout() const { return layout_; }
+  // Canonical key -> parameter (exactly the weight-table keys that are module parameters).
+  std::map<std::string, torch::Tensor> named_parameters() const;
+  void set_gradient_checkpointing(bool text_layers, bool vision_blocks);
+  // The float dtype activations are computed in (float32 on CPU; the parameter dtype on CUDA).
+  torch::ScalarType compute_dtype() const;
+
+ private:
+  Qwen3VL(Qwen3VLConfig config, ModelRuntime runtime, Qwen3VLModule module);
+  Qwen3VLConfig config_;
+  ModelRuntime runtime_;
+  Qwen3VLModule module_;
+  CheckpointLayout layout_;
+  bool has_layout_ = false;
+  torch::Tensor inv_freq_;  // text rotary frequencies (float32, on device)
+};
+
+}  // namespace coordexp::model

@@ -1,0 +1,19 @@
+// --config/--set handling shared by print-config and train (see config_cli.h).
+#include "apps/config_cli.h"
+
+namespace coordexp::apps {
+
+void add_config_options(CLI::App* sub, ConfigArgs& args) {
+  sub->add_option("--config", args.path, "YAML config file (may `extends:` others)")->required();
+  sub->add_option("--set", args.sets,
+                  "Override a key after all files: --set optim.lr=1e-4 (VALUE is YAML; repeatable)");
+}
+
+config::ConfigTree resolve_config_tree(const ConfigArgs& args, const GlobalFlags& flags) {
+  config::ConfigTree tree = config::ConfigTree::load_file(args.path);
+  for (const auto& assignment : args.sets) tree.apply_override(assignment);
+  if (flags.seed != -1) tree.set("train.seed", YAML::Node(flags.seed), "--seed");
+  return tree;
+}
+
+}  // namespace coordexp::apps

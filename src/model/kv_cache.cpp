@@ -1,0 +1,120 @@
+// KV cache bookkeeping and the shared attention-bias builder (see kv_cache.h).
+#include "coordexp/model/kv_cache.h"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "coordexp/util/error.h"
+
+namespace coordexp::model {
+
+using torch::indexing::Slice;
+
+KvCache::KvCache(int64_t num_layers, int64_t batch_size, int64_t num_kv_heads, int64_t head_dim,
+                 int64_t capacity, torch::TensorOptions options)
+    : batch_size_(batch_size), capacity_(capacity) {
+  COORDEXP_CHECK(num_layers > 0 && batch_size > 0 && capacity > 0, "bad KvCache geometry");
+  for (int64_t l = 0; l < num_layers; ++l) {
+    keys_.push_back(torch::zeros({batch_size, num_kv_heads, capacity, head_dim}, options));
+    values_.push_back(torch::zeros({batch_size, num_kv_heads, capacity, head_dim}, options));
+  }
+  reset();
+}
+
+int64_t KvCache::length(int64_t row) const { return length_.at(row); }
+int64_t KvCache::next_position(int64_t row) const { return next_position_.at(row); }
+
+bool KvCache::empty() const {
+  return std::all_of(length_.begin(), length_.end(), [](int64_t l) { return l == 0; });
+}
+
+void KvCache::reset() {
+  length_.assign(batch_size_, 0);
+  next_position_.assign(batch_size_, 0);
+  slot_valid_ = torch::zeros({batch_size_, capacity_}, torch::kBool);
+  slot_position_ = torch::zeros({batch_size_, capacity_}, torch::kLong);
+}
+
+void KvCache::truncate(int64_t row, int64_t new_length) {
+  COORDEXP_CHECK(row >= 0 && row < batch_size_, "row " << row);
+  COORDEXP_CHECK(new_length >= 0 && new_length <= length_[row],
+                 "truncate to " << new_length << " but row " << row << " holds " << length_[row]);
+  slot_valid_[row].index_put_({Slice(new_length, torch::indexing::None)}, false);
+  length_[row] = new_length;
+  auto kept = slot_position_[row].index({Slice(0, new_length)});
+  auto valid = slot_valid_[row].index({Slice(0, new_length)});
+  next_position_[row] = valid.any().item<bool>() ? kept.masked_select(valid).max().item<int64_t>() + 1 : 0;
+}
+
+KvCache::Append KvCache::append(const torch::Tensor& mask, const torch::Tensor& position_ids,
+                                torch::ScalarType bias_dtype) {
+  COORDEXP_CHECK(position_ids.dim() == 3 && position_ids.size(1) == batch_size_,
+                 "position_ids must be [3, " << batch_size_ << ", T]");
+  const int64_t T = position_ids.size(2);
+  auto real = mask.defined() ? mask.to(torch::kCPU).ne(0) : torch::ones({batch_size_, T}, torch::kBool);
+  auto pos_max = std::get<0>(position_ids.to(torch::kCPU).max(0));  // [B, T]
+  Append plan;
+  for (int64_t b = 0; b < batch_size_; ++b) {
+    const int64_t off = length_[b];
+    if (off + T > capacity_)
+      throw DataError("KV cache row " + std::to_string(b) + " holds " + std::to_string(off) +
+                          " tokens; appending " + std::to_string(T) + " exceeds the capacity " +
+                          std::to_string(capacity_), "kv_cache", "create the cache with a larger capacity");
+    plan.offsets.push_back(off);
+    plan.key_len = std::max(plan.key_len, off + T);
+    auto rb = real[b];
+    slot_valid_[b].index_put_({Slice(off, off + T)}, rb);
+    slot_position_[b].index_put_({Slice(off, off + T)}, pos_max[b]);
+    auto idx = rb.nonzero();
+    if (idx.numel() > 0) {
+      length_[b] = off + idx.max().item<int64_t>() + 1;
+      next_position_[b] = std::max(next_position_[b], pos_max[b].masked_select(rb).max().item<int64_t>() + 1);
+    }
+  }
+  auto valid = slot_valid_.index({Slice(), Slice(0, plan.key_len)}).to(keys_[0].device());
+  plan.attn_bias = make_attention_bias(valid, plan.offsets, T, bias_dtype);
+  return plan;
+}
+
+void KvCache::write(int64_t layer, const Append& plan, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t T = k.size(2);
+  auto& K = keys_.at(layer);
+  auto& V = values_.at(layer);
+  const bool same_offset = std::all_of(plan.offsets.begin(), plan.offsets.end(),
+                                       [&](int64_t o) { return o == plan.offsets[0]; });
+  if (same_offset) {
+    const int64_t off = plan.offsets[0];
+    K.index({Slice(), Slice(), Slice(off, off + T)}).copy_(k);
+    V.index({Slice(), Slice(), Slice(off, off + T)}).copy_(v);
+    return;
+  }
+  for (int64_t b = 0; b < batch_size_; ++b) {
+    const int64_t off = plan.offsets[b];
+    K.index({b, Slice(), Slice(off, off + T)}).copy_(k[b]);
+    V.index({b, Slice(), Slice(off, off + T)}).copy_(v[b]);
+  }
+}
+
+torch::Tensor KvCache::keys(int64_t layer, int64_t len) const {
+  return keys_.at(layer).index({Slice(), Slice(), Slice(0, len)});
+}
+
+torch::Tensor KvCache::values(int64_t layer, int64_t len) const {
+  return values_.at(layer).index({Slice(), Slice(), Slice(0, len)});
+}
+
+torch::Tensor make_attention_bias(const torch::Tensor& key_valid, const std::vector<int64_t>& offsets,
+                                  int64_t num_queries, torch::ScalarType dtype) {
+  const auto dev = key_valid.device();
+  const int64_t K = key_valid.size(1);
+  auto off = torch::tensor(offsets, torch::kLong).to(dev).view({-1, 1, 1});
+  auto qslot = off + torch::arange(num_queries, torch::TensorOptions(torch::kLong).device(dev)).view({1, -1, 1});
+  auto kslot = torch::arange(K, torch::TensorOptions(torch::kLong).device(dev)).view({1, 1, -1});
+  auto allowed = (key_valid.unsqueeze(1) & (kslot <= qslot)) | (kslot == qslot);  // [B, T, K]
+  auto bias = torch::zeros(allowed.sizes(), torch::TensorOptions(dtype).device(dev));
+  bias.masked_fill_(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  return bias.unsqueeze(1);
+}
+
+}  // namespace coordexp::model

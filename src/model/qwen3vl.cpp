@@ -1,0 +1,287 @@
+// Qwen3VL owner: loading/saving, random init, image encoding and the decoder forward with
+// embedding scatter, embedding overrides, position ids, attention planning (padding / KV cache)
+// and selective logits (see qwen3vl.h).
+#include "coordexp/model/qwen3vl.h"
+
+#include <ATen/autocast_mode.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "coordexp/model/rope.h"
+#include "coordexp/util/error.h"
+#include "coordexp/util/fs.h"
+
+namespace coordexp::model {
+namespace {
+
+// bf16 autocast for the duration of a forward (CUDA only), restoring the previous state.
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool on) : on_(on) {
+    if (!on_) return;
+    prev_enabled_ = at::autocast::is_enabled();
+    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(torch::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = torch::kBFloat16;
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+ModelRuntime ModelRuntime::from_options(const config::ModelOptions& o) {
+  o.validate();
+  ModelRuntime r;
+  r.param_dtype = o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat;
+  const bool cuda = torch::cuda::is_available();
+  if (o.device == "cuda" && !cuda)
+    throw ConfigError("device 'cuda' requested but CUDA is not available in this build/machine", "key model.device",
+                      "use device: cpu or auto");
+  r.device = (o.device == "cuda" || (o.device == "auto" && cuda)) ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  r.cuda_autocast = o.cuda_autocast;
+  r.use_sdpa = o.attn_implementation == "sdpa";
+  r.checkpoint_text_layers = o.gradient_checkpointing_text;
+  r.checkpoint_vision_blocks = o.gradient_checkpointing_vision;
+  return r;
+}
+
+Qwen3VL::Qwen3VL(Qwen3VLConfig config, ModelRuntime runtime, Qwen3VLModule module)
+    : config_(std::move(config)), runtime_(runtime), module_(std::move(module)) {
+  inv_freq_ = rope_inv_freq(config_.text.head_dim, config_.text.rope_theta).to(runtime_.device);
+  set_gradient_checkpointing(runtime_.checkpoint_text_layers, runtime_.checkpoint_vision_blocks);
+}
+
+Qwen3VL::Qwen3VL(Qwen3VL&&) noexcept = default;
+Qwen3VL& Qwen3VL::operator=(Qwen3VL&&) noexcept = default;
+Qwen3VL::~Qwen3VL() = default;
+
+Qwen3VL Qwen3VL::create(const Qwen3VLConfig& config, const ModelRuntime& runtime) {
+  auto options = torch::TensorOptions().dtype(runtime.param_dtype).device(runtime.device);
+  return Qwen3VL(config, runtime, Qwen3VLModule(config, options));
+}
+
+Qwen3VL Qwen3VL::load(const std::string& dir, const ModelRuntime& runtime) {
+  Qwen3VL m = create(Qwen3VLConfig::from_dir(dir), runtime);
+  m.layout_ = load_weights(dir, weight_table(m.config_), m.named_parameters());
+  m.has_layout_ = true;
+  spdlog::info("loaded Qwen3-VL from {} ({} tensors in {} file(s), params {} on {})", dir, m.layout_.tensors.size(),
+               m.layout_.files.size(), c10::toString(runtime.param_dtype), runtime.device.str());
+  return m;
+}
+
+std::map<std::string, torch::Tensor> Qwen3VL::named_parameters() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : module_->named_parameters(/*recurse=*/true)) out[item.key()] = item.value();
+  return out;
+}
+
+void Qwen3VL::set_gradient_checkpointing(bool text_layers, bool vision_blocks) {
+  runtime_.checkpoint_text_layers = text_layers;
+  runtime_.checkpoint_vision_blocks = vision_blocks;
+  module_->language_model->gradient_checkpointing = text_layers;
+  module_->visual->gradient_checkpointing = vision_blocks;
+}
+
+torch::ScalarType Qwen3VL::compute_dtype() const {
+  return runtime_.device.is_cuda() ? runtime_.param_dtype : torch::kFloat;
+}
+
+void Qwen3VL::init_random(uint64_t seed, const InitScales& s) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::NoGradGuard no_grad;
+  for (auto& [key, p] : named_parameters()) {  // sorted keys: the same stream on every machine
+    auto noise = torch::randn(p.sizes(), gen, torch::kFloat);
+    torch::Tensor v;
+    const bool is_norm = key.find("norm") != std::string::npos;
+    if (is_norm && ends_with(key, ".bias")) v = torch::zeros_like(noise);
+    else if (is_norm) v = 1 + s.norm_noise * noise;
+    else if (ends_with(key, ".bias")) v = s.bias_std * noise;
+    else if (key.find("embed_tokens") != std::string::npos || key == "lm_head.weight" || key.find("pos_embed") != std::string::npos)
+      v = s.embed_std * noise;
+    else v = s.linear_std * noise;
+    p.copy_(v);
+  }
+}
+
+void Qwen3VL::save(const std::string& dir, torch::ScalarType dtype_for_new) const {
+  std::filesystem::create_directories(dir);
+  const auto table = weight_table(config_);
+  const CheckpointLayout layout =
+      has_layout_ ? layout_ : CheckpointLayout::single_file(table, util::st_dtype_from_torch(dtype_for_new));
+  util::write_file_atomic(dir + "/config.json", config_.to_json_text());
+  save_weights(dir, layout, table, named_parameters());
+}
+
+KvCache Qwen3VL::make_kv_cache(int64_t batch_size, int64_t capacity) const {
+  const auto& t = config_.text;
+  return KvCache(t.num_hidden_layers, batch_size, t.num_key_value_heads, t.head_dim, capacity,
+                 torch::TensorOptions().dtype(compute_dtype()).device(runtime_.device));
+}
+
+VisionFeatures Qwen3VL::encode_images(const torch::Tensor& pixel_values, const torch::Tensor& grid_thw, Trace* trace) {
+  AutocastScope autocast(runtime_.device.is_cuda() && runtime_.cuda_autocast);
+  return module_->visual->forward(pixel_values, grid_thw, compute_dtype(), trace);
+}
+
+ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
+  const auto& c = config_;
+  if (!in.input_ids.defined() || in.input_ids.dim() != 2 || in.input_ids.scalar_type() != torch::kLong)
+    throw DataError("input_ids must be an int64 tensor [B, T]", "input_ids");
+  const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
+  std::optional<torch::NoGradGuard> no_grad;
+  if (in.cache) no_grad.emplace();
+  AutocastScope autocast(runtime_.device.is_cuda() && runtime_.cuda_autocast);
+  const auto dev = runtime_.device;
+  auto ids = in.input_ids.to(dev);
+  if (T > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.text.vocab_size))
+    throw DataError("input_ids hold a token id outside [0, " + std::to_string(c.text.vocab_size) + ")", "input_ids",
+                    "the tokenizer and the model's vocab_size disagree (run expand-vocab?)");
+  torch::Tensor mask;
+  if (in.attention_mask.defined()) {
+    if (in.attention_mask.sizes() != in.input_ids.sizes())
+      throw DataError("attention_mask must have the shape of input_ids [B, T]", "attention_mask");
+    mask = in.attention_mask.to(dev).ne(0);
+  }
+  auto& text = module_->language_model;
+
+  // 1. Token embeddings, image features at <|image_pad|>, overrides.
+  auto h = torch::embedding(text->embed_tokens->weight, ids).to(compute_dtype());
+  auto image_mask = ids.eq(c.image_token_id);
+  const int64_t num_pads = image_mask.sum().item<int64_t>();
+  torch::Tensor visual_mask;
+  if (in.vision) {
+    if (in.cache && !in.cache->empty())
+      throw DataError("vision features can only be passed to the first forward (prefill) of a KV cache", "vision");
+    if (num_pads != in.vision->num_tokens())
+      throw DataError("input_ids contain " + std::to_string(num_pads) + " <|image_pad|> tokens but the vision features have " +
+                          std::to_string(in.vision->num_tokens()) + " rows", "input_ids",
+                      "each image needs grid_t*grid_h*grid_w / merge^2 pads, in the order of image_grid_thw");
+    visual_mask = image_mask;
+    h = h.index_put({visual_mask}, in.vision->image_embeds.to(dev, h.scalar_type()));
+  } else if (num_pads > 0) {
+    throw DataError("input_ids contain " + std::to_string(num_pads) + " <|image_pad|> tokens but no vision features were given",
+                    "input_ids", "call encode_images and pass the features with the forward");
+  }
+  if (in.embedding_override) {
+    const auto& ov = *in.embedding_override;
+    if (ov.positions.dim() != 2 || ov.positions.size(1) != 2 || ov.rows.dim() != 2 ||
+        ov.rows.size(0) != ov.positions.size(0) || ov.rows.size(1) != c.text.hidden_size)
+      throw DataError("embedding override needs positions int64 [K, 2] and rows [K, " + std::to_string(c.text.hidden_size) + "]",
+                      "embedding_override");
+    auto pos = ov.positions.to(dev, torch::kLong);
+    auto rb = pos.select(1, 0), rt = pos.select(1, 1);
+    if (pos.size(0) > 0) {
+      if (rb.min().item<int64_t>() < 0 || rb.max().item<int64_t>() >= B || rt.min().item<int64_t>() < 0 ||
+          rt.max().item<int64_t>() >= T)
+        throw DataError("embedding override position outside [0, B) x [0, T)", "embedding_override");
+      if (image_mask.index({rb, rt}).any().item<bool>())
+        throw DataError("embedding override targets an <|image_pad|> position", "embedding_override",
+                        "image features come only from the vision tower");
+    }
+    h = h.index_put({rb, rt}, ov.rows.to(dev, h.scalar_type()));
+  }
+  if (in.trace) (*in.trace)["inputs_embeds"] = h.detach();
+
+  // 2. Position ids: given, continued from the cache, or HF get_rope_index.
+  ForwardOutput out;
+  if (in.position_ids.defined()) {
+    if (in.position_ids.dim() != 3 || in.position_ids.size(0) != 3 || in.position_ids.size(1) != B ||
+        in.position_ids.size(2) != T)
+      throw DataError("position_ids must be int64 [3, B, T]", "position_ids");
+    out.position_ids = in.position_ids.to(dev, torch::kLong);
+    out.rope_deltas = torch::zeros({B, 1}, torch::kLong);
+  } else if (in.cache && !in.cache->empty()) {
+    auto real = mask.defined() ? mask : torch::ones({B, T}, torch::TensorOptions(torch::kBool).device(dev));
+    std::vector<int64_t> next(B), delta(B);
+    for (int64_t b = 0; b < B; ++b) {
+      next[b] = in.cache->next_position(b);
+      delta[b] = next[b] - in.cache->length(b);
+    }
+    auto start = torch::tensor(next, torch::kLong).to(dev).unsqueeze(1);
+    auto p = torch::where(real, start + real.to(torch::kLong).cumsum(1) - 1, torch::ones({}, torch::kLong).to(dev));
+    out.position_ids = p.unsqueeze(0).expand({3, B, T}).contiguous();
+    out.rope_deltas = torch::tensor(delta, torch::kLong).unsqueeze(1);
+  } else {
+    RopeIndexSpec spec{c.image_token_id, c.video_token_id, c.vision_start_token_id, c.vision.spatial_merge_size};
+    auto ri = compute_rope_index(ids, in.vision ? in.vision->grid_thw : torch::Tensor(),
+                                 mask.defined() ? mask : torch::Tensor(), spec);
+    out.position_ids = ri.position_ids.to(dev);
+    out.rope_deltas = ri.rope_deltas;
+  }
+  auto [cos, sin] = mrope_cos_sin(out.position_ids, inv_freq_, c.text.mrope_section);
+  cos = cos.to(h.scalar_type());
+  sin = sin.to(h.scalar_type());
+  if (in.trace) {
+    (*in.trace)["text_rope_cos"] = cos;
+    (*in.trace)["text_rope_sin"] = sin;
+  }
+
+  // 3. Attention plan: causal + padding, or the cache's slots.
+  AttentionPlan plan;
+  plan.use_sdpa = runtime_.use_sdpa;
+  KvCache::Append append;
+  if (in.cache) {
+    if (in.cache->batch_size() != B || in.cache->num_layers() != c.text.num_hidden_layers)
+      throw DataError("KV cache was made for " + std::to_string(in.cache->batch_size()) + " rows and " +
+                          std::to_string(in.cache->num_layers()) + " layers", "kv_cache");
+    append = in.cache->append(mask, out.position_ids, h.scalar_type());
+    plan.cache = in.cache;
+    plan.append = &append;
+    plan.bias = append.attn_bias;
+  } else {
+    // Without padding one [1, 1, T, T] causal bias serves the whole batch.
+    auto valid = mask.defined() ? mask : torch::ones({1, T}, torch::TensorOptions(torch::kBool).device(dev));
+    plan.bias = make_attention_bias(valid, std::vector<int64_t>(valid.size(0), 0), T, h.scalar_type());
+  }
+
+  // 4. Decoder, final norm, logits where asked.
+  static const std::vector<torch::Tensor> kNoDeepstack;
+  auto hn = text->forward(h, cos, sin, plan, visual_mask, in.vision ? in.vision->deepstack : kNoDeepstack, in.trace);
+  if (in.trace) (*in.trace)["last_hidden_state"] = hn.detach();
+  if (in.return_hidden_states) out.hidden_states = hn;
+  const auto& W = module_->lm_head_weight();
+  switch (in.logits.kind) {
+    case LogitsRequest::Kind::kNone:
+      break;
+    case LogitsRequest::Kind::kAll:
+      out.logits = torch::linear(hn, cast_weight(W, hn));
+      break;
+    case LogitsRequest::Kind::kLast: {
+      auto last = mask.defined()
+                      ? (mask.to(torch::kLong) * torch::arange(T, torch::TensorOptions(torch::kLong).device(dev))).argmax(1)
+                      : torch::full({B}, T - 1, torch::TensorOptions(torch::kLong).device(dev));
+      auto rows = hn.index({torch::arange(B, torch::TensorOptions(torch::kLong).device(dev)), last});
+      out.logits = torch::linear(rows, cast_weight(W, rows));
+      break;
+    }
+    case LogitsRequest::Kind::kMask: {
+      if (!in.logits.mask.defined() || in.logits.mask.sizes() != in.input_ids.sizes())
+        throw DataError("logits mask must be bool [B, T]", "logits.mask");
+      auto rows = hn.index({in.logits.mask.to(dev).ne(0)});
+      out.logits = torch::linear(rows, cast_weight(W, rows));
+      break;
+    }
+  }
+  return out;
+}
+
+}  // namespace coordexp::model

@@ -1,0 +1,142 @@
+// Channel-B y_in construction (see channel_b.h): splice at the append-ready cut, re-tokenize the last
+// rollout token reaching the cut together with the appended text, label by character layout.
+#include "coordexp/protocol/channel_b.h"
+
+#include "coordexp/util/error.h"
+#include "labeling.h"
+
+namespace coordexp::protocol {
+
+PrefixMode prefix_mode_from_name(const std::string& name) {
+  if (name == "raw") return PrefixMode::kRaw;
+  if (name == "canonical") return PrefixMode::kCanonical;
+  throw ConfigError("invalid value '" + name + "'", "key channel_b.prefix_mode",
+                    "use one of raw|canonical");
+}
+
+namespace {
+
+bool is_utf8_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+YIn from_answer(TokenizedAnswer a, std::vector<YInObject> objects) {
+  COORDEXP_CHECK(a.objects.size() == objects.size());
+  YIn y;
+  for (size_t i = 0; i < objects.size(); ++i) objects[i].span = std::move(a.objects[i]);
+  y.text = std::move(a.text);
+  y.ids = std::move(a.ids);
+  y.types = std::move(a.types);
+  y.objects = std::move(objects);
+  y.array_close_token = a.array_close_token;
+  y.outer_close_token = a.outer_close_token;
+  y.eos_token = a.eos_token;
+  return y;
+}
+
+YInObject fn_object(size_t i) {
+  YInObject o;
+  o.source = ObjectSource::kInjectedFn;
+  o.index = static_cast<int32_t>(i);
+  o.subset = ObjectSubset::kFn;
+  return o;
+}
+
+// Freshly rendered y_in: `prefix` (re-rendered valid rollout objects) followed by `fn`.
+YIn build_rendered(const ParseResult& rollout, const std::vector<Object>& fn,
+                   const tokenizer::Tokenizer& tok, FieldOrder order, bool use_prefix) {
+  std::vector<Object> all;
+  std::vector<YInObject> objects;
+  if (use_prefix) {
+    for (size_t i = 0; i < rollout.num_complete; ++i) {
+      if (!rollout.entries[i].valid()) continue;
+      all.push_back(rollout.entries[i].object);
+      YInObject o;
+      o.index = static_cast<int32_t>(i);
+      objects.push_back(o);
+    }
+  }
+  for (size_t i = 0; i < fn.size(); ++i) {
+    all.push_back(fn[i]);
+    objects.push_back(fn_object(i));
+  }
+  AnswerText text = render_text(all, order);
+  const std::vector<tokenizer::Token> tokens = tok.encode_with_offsets(text.text);
+  std::vector<tokenizer::TokenId> ids;
+  ids.reserve(tokens.size() + 1);
+  for (const auto& t : tokens) ids.push_back(t.id);
+  std::vector<const ObjectChars*> chars;
+  for (const auto& o : text.objects) chars.push_back(&o);
+  return from_answer(detail::finish_answer(std::move(text.text), std::move(ids),
+                                           detail::layout_of(tokens, 0), chars, text.array_close,
+                                           text.outer_close, tok),
+                     std::move(objects));
+}
+
+YIn build_raw(const ParseResult& rollout, const std::vector<Object>& fn,
+              const tokenizer::Tokenizer& tok, FieldOrder order) {
+  COORDEXP_CHECK(rollout.from_ids, "raw prefix mode needs a rollout parsed from ids");
+  const uint32_t cut = rollout.append_cut;
+  COORDEXP_CHECK(cut >= 1 && cut <= rollout.text.size());
+  std::string text = rollout.text.substr(0, cut);
+  std::vector<ObjectChars> fn_chars;
+  fn_chars.reserve(fn.size());
+  if (rollout.num_complete > 0 && !fn.empty()) text += kEntrySeparator;
+  for (size_t i = 0; i < fn.size(); ++i) {
+    if (i > 0) text += kEntrySeparator;
+    fn_chars.push_back(append_object_record(text, fn[i], order));
+  }
+  const auto array_close = static_cast<uint32_t>(text.size());
+  text += kAnswerClose;
+
+  // The last rollout token reaching the cut (backed up to a character start) is re-tokenized with
+  // the appended text.
+  const detail::TokenLayout rollout_layout = detail::contiguous_layout(rollout.token_begin);
+  int32_t splice = detail::token_at(rollout_layout, cut - 1);
+  while (splice > 0 && is_utf8_continuation(rollout.text[rollout.token_begin[splice]])) --splice;
+  const uint32_t splice_byte = rollout.token_begin[splice];
+  const std::vector<tokenizer::Token> tail =
+      tok.encode_with_offsets(std::string_view(text).substr(splice_byte));
+
+  std::vector<tokenizer::TokenId> ids(rollout.ids.begin(), rollout.ids.begin() + splice);
+  detail::TokenLayout layout;
+  layout.begin.assign(rollout_layout.begin.begin(), rollout_layout.begin.begin() + splice);
+  layout.end.assign(rollout_layout.end.begin(), rollout_layout.end.begin() + splice);
+  const detail::TokenLayout tail_layout = detail::layout_of(tail, splice_byte);
+  layout.begin.insert(layout.begin.end(), tail_layout.begin.begin(), tail_layout.begin.end());
+  layout.end.insert(layout.end.end(), tail_layout.end.begin(), tail_layout.end.end());
+  for (const auto& t : tail) ids.push_back(t.id);
+
+  std::vector<const ObjectChars*> chars;
+  std::vector<YInObject> objects;
+  for (size_t i = 0; i < rollout.num_complete; ++i) {
+    chars.push_back(&rollout.entries[i].chars);
+    YInObject o;
+    o.index = static_cast<int32_t>(i);
+    o.subset = rollout.entries[i].valid() ? ObjectSubset::kUnassigned : ObjectSubset::kInvalid;
+    objects.push_back(o);
+  }
+  for (size_t i = 0; i < fn.size(); ++i) {
+    chars.push_back(&fn_chars[i]);
+    objects.push_back(fn_object(i));
+  }
+  YIn y = from_answer(detail::finish_answer(std::move(text), std::move(ids), layout, chars,
+                                            array_close, array_close + 1, tok),
+                      std::move(objects));
+  y.num_rollout_ids_kept = splice;
+  return y;
+}
+
+}  // namespace
+
+YIn build_y_in(const ParseResult& rollout, const std::vector<Object>& fn_objects,
+               const tokenizer::Tokenizer& tok, PrefixMode mode, FieldOrder order) {
+  if (!rollout.has_prefix) {
+    YIn y = build_rendered(rollout, fn_objects, tok, order, /*use_prefix=*/false);
+    y.invalid_rollout = true;
+    return y;
+  }
+  if (mode == PrefixMode::kCanonical)
+    return build_rendered(rollout, fn_objects, tok, order, /*use_prefix=*/true);
+  return build_raw(rollout, fn_objects, tok, order);
+}
+
+}  // namespace coordexp::protocol

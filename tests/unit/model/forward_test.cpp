@@ -1,0 +1,323 @@
+// Forward-API behaviour of Qwen3VL on the tiny fixture model: batching with left/right padding
+// equals per-sample forwards (several images per sample), KV-cached incremental decoding (single
+// tokens, multi-token chunks, truncation) equals full forwards, embedding overrides, logits
+// selection, sdpa == eager, and gradient checkpointing gives the same gradients.
+#include <gtest/gtest.h>
+
+#include "coordexp/model/qwen3vl.h"
+#include "coordexp/util/error.h"
+
+namespace cm = coordexp::model;
+using torch::indexing::None;
+using torch::indexing::Slice;
+
+namespace {
+
+const std::string kFixture = std::string(COORDEXP_TEST_DATA_DIR) + "/qwen3vl-tiny-a";
+constexpr int64_t kPad = 1024, kImStart = 1025, kImEnd = 1026, kVStart = 1033, kVEnd = 1034, kImage = 1036;
+
+cm::Qwen3VL& model() {
+  static cm::Qwen3VL m = cm::Qwen3VL::load(kFixture);
+  return m;
+}
+
+struct Image {
+  torch::Tensor pixels;  // [Np, 1536]
+  std::vector<int64_t> grid;
+  int64_t tokens() const { return grid[0] * grid[1] * grid[2] / 4; }
+};
+
+Image random_image(int64_t gh, int64_t gw, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return {torch::rand({gh * gw, 1536}, gen, torch::kFloat) * 2 - 1, {1, gh, gw}};
+}
+
+// A chat-like sample: text, images, text (ids follow the fixture's miniature vocabulary).
+struct Sample {
+  std::vector<int64_t> ids;
+  std::vector<Image> images;
+  int64_t prompt_len;  // where the "answer" starts (decode tests)
+};
+
+void push_image(Sample& s, const Image& im) {
+  s.ids.push_back(kVStart);
+  for (int64_t i = 0; i < im.tokens(); ++i) s.ids.push_back(kImage);
+  s.ids.push_back(kVEnd);
+  s.images.push_back(im);
+}
+
+std::vector<Sample> samples() {
+  Sample a;
+  a.ids = {kImStart, 872, 198};
+  push_image(a, random_image(14, 20, 1));
+  for (int64_t t : std::initializer_list<int64_t>{620, 279, 731, 905, 13, kImEnd, 198, kImStart, 517, 198}) a.ids.push_back(t);
+  a.prompt_len = static_cast<int64_t>(a.ids.size());
+  for (int64_t t : std::initializer_list<int64_t>{84, 487, 788, 330, 751, 905, 497, 1201, 11, 1184, 11, 1501, 92, kImEnd}) a.ids.push_back(t);
+  Sample b;
+  b.ids = {kImStart, 872, 198};
+  push_image(b, random_image(8, 12, 2));
+  for (int64_t t : std::initializer_list<int64_t>{100, 200, 300}) b.ids.push_back(t);
+  push_image(b, random_image(4, 8, 3));
+  for (int64_t t : std::initializer_list<int64_t>{400, 500, kImEnd, 198, kImStart, 517, 198}) b.ids.push_back(t);
+  b.prompt_len = static_cast<int64_t>(b.ids.size());
+  for (int64_t t : std::initializer_list<int64_t>{84, 611, 788, 1300, 11, 1400, kImEnd}) b.ids.push_back(t);
+  return {a, b};
+}
+
+torch::Tensor ids_tensor(const std::vector<int64_t>& ids) { return torch::tensor(ids, torch::kLong).unsqueeze(0); }
+
+cm::VisionFeatures encode(const std::vector<const Sample*>& batch) {
+  std::vector<torch::Tensor> px, grid;
+  for (const auto* s : batch)
+    for (const auto& im : s->images) {
+      px.push_back(im.pixels);
+      grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
+    }
+  return model().encode_images(torch::cat(px), torch::cat(grid));
+}
+
+// Full forward of one unpadded sample: logits [T, V].
+torch::Tensor full_logits(const Sample& s) {
+  auto vision = encode({&s});
+  cm::ForwardInputs in;
+  in.input_ids = ids_tensor(s.ids);
+  in.vision = &vision;
+  in.logits = cm::LogitsRequest::all();
+  return model().forward(in).logits[0];
+}
+
+double max_abs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// Pads `rows` to a common length on the left or right: ids and mask [B, T], offsets of row starts.
+struct Padded {
+  torch::Tensor ids, mask;
+  std::vector<int64_t> start;
+};
+Padded pad(const std::vector<std::vector<int64_t>>& rows, bool left) {
+  size_t T = 0;
+  for (const auto& r : rows) T = std::max(T, r.size());
+  Padded p{torch::full({(int64_t)rows.size(), (int64_t)T}, kPad, torch::kLong),
+           torch::zeros({(int64_t)rows.size(), (int64_t)T}, torch::kLong), {}};
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const int64_t s = left ? static_cast<int64_t>(T - rows[b].size()) : 0, n = rows[b].size();
+    p.ids[b].index_put_({Slice(s, s + n)}, torch::tensor(rows[b], torch::kLong));
+    p.mask[b].index_put_({Slice(s, s + n)}, 1);
+    p.start.push_back(s);
+  }
+  return p;
+}
+
+}  // namespace
+
+TEST(Qwen3VLForward, PaddedBatchEqualsPerSample) {
+  torch::NoGradGuard no_grad;
+  const auto ss = samples();
+  std::vector<torch::Tensor> ref;
+  for (const auto& s : ss) ref.push_back(full_logits(s));
+  auto vision = encode({&ss[0], &ss[1]});
+  for (bool left : {false, true}) {
+    auto p = pad({ss[0].ids, ss[1].ids}, left);
+    cm::ForwardInputs in;
+    in.input_ids = p.ids;
+    in.attention_mask = p.mask;
+    in.vision = &vision;
+    in.logits = cm::LogitsRequest::all();
+    auto out = model().forward(in);
+    for (size_t b = 0; b < ss.size(); ++b) {
+      const int64_t n = ss[b].ids.size();
+      auto got = out.logits[b].index({Slice(p.start[b], p.start[b] + n)});
+      EXPECT_LE(max_abs(got, ref[b]), 1e-5) << "row " << b << (left ? " left" : " right") << " padding";
+    }
+    // kLast = last real token; kMask = the masked rows in row-major order.
+    in.logits = cm::LogitsRequest::last();
+    auto last = model().forward(in).logits;
+    for (size_t b = 0; b < ss.size(); ++b) EXPECT_LE(max_abs(last[b], ref[b][-1]), 1e-5);
+    in.logits = cm::LogitsRequest::at(p.mask.ne(0));
+    auto sel = model().forward(in).logits;
+    EXPECT_LE(max_abs(sel, torch::cat({ref[0], ref[1]})), 1e-5);
+  }
+}
+
+TEST(Qwen3VLForward, KvCacheDecodingEqualsFullForward) {
+  torch::NoGradGuard no_grad;
+  const auto ss = samples();
+  std::vector<torch::Tensor> ref{full_logits(ss[0]), full_logits(ss[1])};
+  auto vision = encode({&ss[0], &ss[1]});
+  const int64_t B = 2;
+  for (bool left : {false, true}) {
+    SCOPED_TRACE(left ? "left-padded prompts" : "right-padded prompts");
+    auto cache = model().make_kv_cache(B, 160);
+    std::vector<std::vector<int64_t>> prompts{
+        {ss[0].ids.begin(), ss[0].ids.begin() + ss[0].prompt_len},
+        {ss[1].ids.begin(), ss[1].ids.begin() + ss[1].prompt_len}};
+    auto p = pad(prompts, left);
+    cm::ForwardInputs in;
+    in.input_ids = p.ids;
+    in.attention_mask = p.mask;
+    in.vision = &vision;
+    in.cache = &cache;
+    in.logits = cm::LogitsRequest::all();
+    auto out = model().forward(in);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = ss[b].prompt_len;
+      EXPECT_LE(max_abs(out.logits[b].index({Slice(p.start[b], p.start[b] + n)}), ref[b].index({Slice(0, n)})), 1e-5);
+    }
+    // One multi-token chunk (3 tokens per row), then single tokens until both rows are done.
+    std::vector<int64_t> done{ss[0].prompt_len, ss[1].prompt_len};
+    auto step = [&](int64_t chunk) {
+      auto ids = torch::full({B, chunk}, kPad, torch::kLong);
+      auto mask = torch::zeros({B, chunk}, torch::kLong);
+      std::vector<int64_t> n(B, 0);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < chunk && done[b] + j < (int64_t)ss[b].ids.size(); ++j, ++n[b]) {
+          ids[b][j] = ss[b].ids[done[b] + j];
+          mask[b][j] = 1;
+        }
+      cm::ForwardInputs d;
+      d.input_ids = ids;
+      d.attention_mask = mask;
+      d.cache = &cache;
+      d.logits = cm::LogitsRequest::all();
+      auto o = model().forward(d);
+      for (int64_t b = 0; b < B; ++b)
+        if (n[b] > 0) {
+          EXPECT_LE(max_abs(o.logits[b].index({Slice(0, n[b])}), ref[b].index({Slice(done[b], done[b] + n[b])})), 1e-5)
+              << "row " << b << " at token " << done[b];
+          done[b] += n[b];
+        }
+    };
+    step(3);
+    while (done[0] < (int64_t)ss[0].ids.size() || done[1] < (int64_t)ss[1].ids.size()) step(1);
+    // 70 image tokens occupy max(7, 10) = 10 positions (spec 5.1).
+    EXPECT_EQ(cache.next_position(0), ref[0].size(0) - 70 + 10);
+
+    // Truncate row 0 back into its answer and decode again: same logits as the full forward.
+    const int64_t keep_tokens = ss[0].prompt_len + 2;
+    cache.truncate(0, p.start[0] + keep_tokens);
+    cache.truncate(1, cache.length(1));
+    auto ids = torch::tensor({ss[0].ids[keep_tokens], kPad}, torch::kLong).view({B, 1});
+    cm::ForwardInputs d;
+    d.input_ids = ids;
+    d.attention_mask = torch::tensor({1, 0}, torch::kLong).view({B, 1});
+    d.cache = &cache;
+    d.logits = cm::LogitsRequest::all();
+    EXPECT_LE(max_abs(model().forward(d).logits[0][0], ref[0][keep_tokens]), 1e-5);
+  }
+}
+
+TEST(Qwen3VLForward, EmbeddingOverride) {
+  const auto ss = samples();
+  auto vision = encode({&ss[0]});
+  cm::ForwardInputs in;
+  in.input_ids = ids_tensor(ss[0].ids);
+  in.vision = &vision;
+  in.logits = cm::LogitsRequest::all();
+  torch::Tensor base;
+  {
+    torch::NoGradGuard no_grad;
+    base = model().forward(in).logits;
+  }
+  // Override the answer's coord tokens with their own embedding rows: identical logits.
+  std::vector<int64_t> pos;
+  for (size_t t = 0; t < ss[0].ids.size(); ++t)
+    if (ss[0].ids[t] >= 1051) pos.push_back(t);
+  ASSERT_EQ(pos.size(), 3u);
+  auto positions = torch::stack({torch::zeros({3}, torch::kLong), torch::tensor(pos, torch::kLong)}, 1);
+  auto& E = model().module()->language_model->embed_tokens->weight;
+  auto rows = E.index({in.input_ids[0].index({torch::tensor(pos, torch::kLong)})}).detach().clone().requires_grad_(true);
+  cm::EmbeddingOverride ov{positions, rows};
+  in.embedding_override = &ov;
+  auto out = model().forward(in);
+  EXPECT_TRUE(out.logits.detach().equal(base));
+  // Gradients reach the override rows; other rows change the logits after (not before) them.
+  out.logits.index({0, Slice(pos[0], None)}).sum().backward();
+  ASSERT_TRUE(rows.grad().defined());
+  EXPECT_GT(rows.grad().abs().sum().item<double>(), 0.0);
+  model().module()->zero_grad();
+  torch::NoGradGuard no_grad;
+  cm::EmbeddingOverride other{positions, torch::zeros({3, E.size(1)})};
+  in.embedding_override = &other;
+  auto changed = model().forward(in).logits;
+  EXPECT_TRUE(changed.index({0, Slice(0, pos[0])}).equal(base.index({0, Slice(0, pos[0])})));
+  EXPECT_GT(max_abs(changed.index({0, Slice(pos[0], None)}), base.index({0, Slice(pos[0], None)})), 1e-2);
+  // Image positions cannot be overridden.
+  cm::EmbeddingOverride bad{torch::tensor({0, 5}, torch::kLong).view({1, 2}), torch::zeros({1, E.size(1)})};
+  in.embedding_override = &bad;
+  EXPECT_THROW(model().forward(in), coordexp::DataError);
+}
+
+TEST(Qwen3VLForward, InputErrorsAreClear) {
+  torch::NoGradGuard no_grad;
+  const auto ss = samples();
+  cm::ForwardInputs in;
+  in.input_ids = ids_tensor(ss[0].ids);
+  try {
+    model().forward(in);
+    FAIL() << "image pads without features must throw";
+  } catch (const coordexp::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("70 <|image_pad|> tokens but no vision features"), std::string::npos) << e.what();
+  }
+  auto vision = encode({&ss[1]});  // 32 image tokens for a 70-pad prompt
+  in.vision = &vision;
+  try {
+    model().forward(in);
+    FAIL() << "feature/pad count mismatch must throw";
+  } catch (const coordexp::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("70 <|image_pad|> tokens but the vision features have 32 rows"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Qwen3VLForward, SdpaMatchesEager) {
+  torch::NoGradGuard no_grad;
+  const auto ss = samples();
+  auto vision = encode({&ss[0], &ss[1]});
+  auto p = pad({ss[0].ids, ss[1].ids}, true);
+  cm::ForwardInputs in;
+  in.input_ids = p.ids;
+  in.attention_mask = p.mask;
+  in.vision = &vision;
+  in.logits = cm::LogitsRequest::at(p.mask.ne(0));
+  auto eager = model().forward(in).logits;
+  cm::ModelRuntime rt;
+  rt.use_sdpa = true;
+  auto sdpa_model = cm::Qwen3VL::load(kFixture, rt);
+  auto sdpa = sdpa_model.forward(in).logits;
+  EXPECT_LE(max_abs(sdpa, eager), 1e-5);
+}
+
+TEST(Qwen3VLForward, GradientCheckpointingGivesSameGradients) {
+  const auto ss = samples();
+  auto p = pad({ss[0].ids, ss[1].ids}, false);
+  auto weights = torch::randn({2, p.ids.size(1), 2051}, at::detail::createCPUGenerator(7), torch::kFloat);
+  auto grads = [&](bool ckpt) {
+    auto m = cm::Qwen3VL::load(kFixture);
+    m.set_gradient_checkpointing(ckpt, ckpt);
+    auto vision = [&] {
+      std::vector<torch::Tensor> px, grid;
+      for (const auto& s : ss)
+        for (const auto& im : s.images) {
+          px.push_back(im.pixels);
+          grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
+        }
+      return m.encode_images(torch::cat(px), torch::cat(grid));
+    }();
+    cm::ForwardInputs in;
+    in.input_ids = p.ids;
+    in.attention_mask = p.mask;
+    in.vision = &vision;
+    in.logits = cm::LogitsRequest::all();
+    (m.forward(in).logits * weights * p.mask.unsqueeze(-1)).sum().backward();
+    std::map<std::string, torch::Tensor> g;
+    for (auto& [k, t] : m.named_parameters()) g[k] = t.grad().clone();
+    return g;
+  };
+  auto plain = grads(false), ckpt = grads(true);
+  ASSERT_EQ(plain.size(), ckpt.size());
+  for (auto& [k, g] : plain) {
+    ASSERT_TRUE(g.defined()) << k;
+    const double scale = std::max(g.abs().max().item<double>(), 1e-12);
+    EXPECT_LE(max_abs(ckpt[k], g) / scale, 1e-6) << k;
+  }
+  EXPECT_GT(plain["model.visual.blocks.0.attn.qkv.weight"].abs().sum().item<double>(), 0.0);
+}
