@@ -242,6 +242,9 @@ void Trainer::Impl::setup() {
     throw ConfigError("no model to train", "key model.path",
                       "set it to a Hugging Face Qwen3-VL directory (coordexp-train make-tiny writes a tiny one)");
   model_source_dir = resume_from ? resume_from->path : cfg.model.path;
+  if (!resume_from && !fs::exists(fs::path(cfg.model.path) / "config.json"))
+    throw ConfigError("'" + cfg.model.path + "' is not a model directory (no config.json)", "key model.path",
+                      "set it to a Hugging Face Qwen3-VL directory (scripts/make-demo-data.sh writes a tiny one)");
 
   // Tokenizer: a checkpoint carries its own; else tokenizer.path or the model directory.
   const std::string tok_dir =
