@@ -213,6 +213,10 @@ struct Trainer::Impl {
 };
 
 void Trainer::Impl::setup() {
+  if (const char* ws = std::getenv("WORLD_SIZE"); ws && std::atoi(ws) > 1 && reducer->world_size() == 1)
+    throw ConfigError(std::string("WORLD_SIZE=") + ws + " but no process group was given to the trainer",
+                      "environment WORLD_SIZE", "run a single process (unset WORLD_SIZE) until multi-process "
+                      "training is wired in");
   if (cfg.train.num_threads > 0) at::set_num_threads(cfg.train.num_threads);
   runtime = resolve_runtime(cfg);
   if (runtime.device.is_cpu()) {
@@ -555,6 +559,7 @@ TrainResult Trainer::Impl::train_loop() {
       rec["num_nonfinite_skipped"] = state.num_nonfinite_skipped;
       rec["tokens_per_s"] = snap.tokens_per_s;
       rec["samples_per_s"] = snap.samples_per_s;
+      if (st.num_poly_excluded > 0) rec["num_poly_excluded"] = st.num_poly_excluded;
       rec["num_samples"] = state.num_samples;
       rec["num_tokens"] = state.num_tokens;
       for (const auto& [k, v] : loader->counters()) rec[k] = v;
