@@ -89,9 +89,10 @@ int run_tokenize(const TokenizeArgs& a) {
       try {
         j = nlohmann::json::parse(line);
       } catch (const nlohmann::json::parse_error& e) {
-        // nlohmann reports invalid UTF-8 and bad escapes with the byte position in the line.
-        throw DataError(std::string("not a JSON string: ") + e.what(), where,
-                        "each line must be one JSON string (UTF-8; \\n for newlines)");
+        // e.byte is the 1-based position in the line where parsing failed (invalid UTF-8, bad
+        // escapes and lone surrogates included).
+        throw DataError("not a valid JSON string at byte offset " + std::to_string(e.byte ? e.byte - 1 : 0) + ": " +
+                            e.what(), where, "each line must be one JSON string (UTF-8; \\n for newlines)");
       }
       if (!j.is_string()) throw DataError("not a JSON string", where, "each line must be one JSON string");
       process(j.get<std::string>(), where);

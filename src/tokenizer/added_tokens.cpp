@@ -1,4 +1,5 @@
-// Trie construction and leftmost-longest scanning for added tokens.
+// Trie construction and leftmost-longest scanning for added tokens. The trie is keyed by bytes;
+// a position whose byte starts no token is skipped with one table lookup.
 #include "tokenizer/added_tokens.h"
 
 #include <algorithm>

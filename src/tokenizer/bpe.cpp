@@ -43,6 +43,8 @@ void MergeTable::add(Id left, Id right, Id merged) {
   }
   if ((used_ + 1) * 3 > slots_.size() * 2) grow();
   const uint64_t key = pack(left, right);
+  const auto bit = static_cast<size_t>((key * 0x9E3779B97F4A7C15ULL) >> 42);
+  filter_[bit >> 6] |= 1ULL << (bit & 63);
   size_t i = slot(key);
   while (slots_[i] != 0 && (slots_[i] & kKeyMask) != key) i = (i + 1) & mask_;
   if (slots_[i] == 0) ++used_;

@@ -18,8 +18,8 @@ using Id = int32_t;
 
 // Merge ranks by token pair, laid out for the cache: pairs of single-byte tokens (ids < 256, the
 // most frequent lookups) index a dense table; other pairs live in an open-addressing table of
-// 8-byte slots (left, right and rank packed, 21 bits each). The merged token of each rank is in
-// a separate array. Ids and ranks must be < 2^21.
+// 8-byte slots (left, right and rank packed, 21 bits each) behind a one-hash bit filter. The
+// merged token of each rank is in a separate array. Ids and ranks must be < 2^21.
 class MergeTable {
  public:
   static constexpr uint32_t kNone = UINT32_MAX;
@@ -34,14 +34,17 @@ class MergeTable {
     if (static_cast<uint32_t>(left) < 256 && static_cast<uint32_t>(right) < 256)
       return dense_[static_cast<size_t>(left) << 8 | static_cast<size_t>(right)];
     const uint64_t key = pack(left, right);
-    for (size_t i = slot(key);; i = (i + 1) & mask_) {
+    const uint64_t h = key * 0x9E3779B97F4A7C15ULL;
+    // Most pairs of a word have no merge; the filter answers those from L2 instead of DRAM.
+    const size_t bit = static_cast<size_t>(h >> 42);
+    if (!(filter_[bit >> 6] >> (bit & 63) & 1)) return kNone;
+    for (size_t i = static_cast<size_t>(h >> shift_) & mask_;; i = (i + 1) & mask_) {
       const uint64_t e = slots_[i];
       if (e == 0) return kNone;
       if ((e & kKeyMask) == key) return static_cast<uint32_t>(e & kMaxValue);
     }
   }
   Id merged(uint32_t rank) const { return merged_by_rank_[rank]; }
-  size_t size() const { return merged_by_rank_.size(); }
 
  private:
   static constexpr uint64_t kKeyMask = ~static_cast<uint64_t>(kMaxValue);
@@ -53,6 +56,7 @@ class MergeTable {
   void grow();
 
   std::vector<uint32_t> dense_ = std::vector<uint32_t>(256 * 256, kNone);
+  std::vector<uint64_t> filter_ = std::vector<uint64_t>((1u << 22) / 64, 0);  // 2^22 bits (512 KiB)
   std::vector<uint64_t> slots_;
   std::vector<Id> merged_by_rank_;
   size_t mask_ = 0, used_ = 0;
@@ -66,13 +70,11 @@ class BpeModel {
 
   // Appends the ids of `word` (raw bytes, non-empty).
   void encode_word(std::string_view word, std::vector<Id>& out) const;
-  // The same without the cache (exposed for tests and for words too long to cache).
-  void merge_word(std::string_view word, std::vector<Id>& out) const;
-
-  const MergeTable& merges() const { return merges_; }
 
  private:
   static constexpr size_t kSmallWord = 64;  // bytes; longer words use the heap
+  // encode_word without the cache.
+  void merge_word(std::string_view word, std::vector<Id>& out) const;
   void merge_small(std::vector<Id>& ids) const;
   void merge_large(std::vector<Id>& ids) const;
 

@@ -1,4 +1,5 @@
-// Builds the GPT-2 bytes_to_unicode table (same construction as HF's ByteLevel).
+// Builds the GPT-2 bytes_to_unicode table (same construction as HF's ByteLevel) and converts
+// vocabulary strings to raw bytes and back.
 #include "tokenizer/byte_level.h"
 
 #include "tokenizer/utf8.h"

@@ -30,6 +30,41 @@ std::string nfc_string(std::string_view s) {
 
 namespace {
 
+// BMP code points that NFC leaves alone in any context: starters (ccc 0) without a canonical
+// decomposition that never end a canonical decomposition (so nothing composes with them). A
+// stretch made only of these and ASCII is already NFC, and most CJK text is; the rest goes
+// through utf8proc.
+class InertTable {
+ public:
+  static const InertTable& get() {
+    static const InertTable table;
+    return table;
+  }
+  bool inert(char32_t c) const { return c < 0x10000 && (bits_[c >> 6] >> (c & 63) & 1); }
+
+ private:
+  InertTable() : bits_(0x10000 / 64, 0) {
+    const auto canonical = [](const utf8proc_property_t* p) {
+      return p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0;
+    };
+    for (int32_t c = 0; c < 0x10000; ++c) {
+      const utf8proc_property_t* p = utf8proc_get_property(c);
+      if ((c < 0xD800 || c >= 0xE000) && p->combining_class == 0 && !canonical(p))
+        bits_[static_cast<size_t>(c) >> 6] |= 1ULL << (c & 63);
+    }
+    // Anything after the first code point of a canonical decomposition may compose with what
+    // precedes it (this covers the Hangul vowel and trailing jamo too).
+    utf8proc_int32_t buf[16];
+    for (int32_t c = 0; c < 0x110000; ++c) {
+      if ((c >= 0xD800 && c < 0xE000) || !(canonical(utf8proc_get_property(c)) || (c >= 0xAC00 && c <= 0xD7A3))) continue;
+      const utf8proc_ssize_t n = utf8proc_decompose_char(c, buf, 16, UTF8PROC_DECOMPOSE, nullptr);
+      for (utf8proc_ssize_t k = 1; k < n && k < 16; ++k)
+        if (buf[k] < 0x10000) bits_[static_cast<size_t>(buf[k]) >> 6] &= ~(1ULL << (buf[k] & 63));
+    }
+  }
+  std::vector<uint64_t> bits_;
+};
+
 // Splits a stretch that NFC changes into the finest pieces that normalize independently.
 // Appends (original piece, normalized piece) pairs.
 void split_changed(std::string_view stretch, const std::string& whole_nfc,
@@ -88,7 +123,13 @@ NormalizedText NormalizedText::nfc(std::string_view original) {
     // Stretch: the ASCII character before (a combining mark may attach to it) + non-ASCII run.
     const size_t begin = i > 0 ? i - 1 : 0;
     size_t end = i;
-    while (end < n && static_cast<unsigned char>(original[end]) >= 0x80) ++end;
+    bool inert = true;
+    while (end < n && static_cast<unsigned char>(original[end]) >= 0x80)
+      inert = InertTable::get().inert(next_code_point(original, end)) && inert;
+    if (inert) {
+      i = end;
+      continue;
+    }
     const std::string_view stretch = original.substr(begin, end - begin);
     std::string normalized = nfc_string(stretch);
     if (normalized != stretch) {

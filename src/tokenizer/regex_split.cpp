@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "coordexp/util/error.h"
+#include "tokenizer/utf8.h"
 
 namespace coordexp::tokenizer::detail {
 namespace {
@@ -29,18 +30,44 @@ bool is_number(int32_t c) {
   return k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO;
 }
 
-// Class body (without brackets) listing every code point where pred holds, as \x{..} ranges.
-std::string class_body(bool (*pred)(int32_t)) {
+// Class body (without brackets) of \x{..} ranges covering the code points where pred holds
+// but PCRE2's own `\p{prop}` does not. PCRE2 is asked directly (one pass over a string of the
+// candidates), so this is exact for whatever Unicode version the installed PCRE2 has.
+std::string missing_from_pcre2(bool (*pred)(int32_t), const char* prop) {
+  std::string candidates;
+  std::vector<int32_t> cps;
+  for (int32_t c = 0x80; c < 0x110000; ++c) {  // ASCII is the same in every version
+    if ((c >= 0xD800 && c < 0xE000) || !pred(c)) continue;
+    cps.push_back(c);
+    append_utf8(candidates, static_cast<char32_t>(c));
+  }
+  const std::string negated = std::string("\\P{") + prop + "}";
+  int error = 0;
+  PCRE2_SIZE offset = 0;
+  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(negated.data()), negated.size(), PCRE2_UTF | PCRE2_UCP,
+                                 &error, &offset, nullptr);
+  COORDEXP_CHECK(re, "cannot compile " << negated);
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
+  std::vector<int32_t> missing;
+  size_t pos = 0;
+  while (pos < candidates.size() &&
+         pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(candidates.data()), candidates.size(), pos, 0, md, nullptr) > 0) {
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+    size_t i = ov[0];
+    missing.push_back(static_cast<int32_t>(next_code_point(candidates, i)));
+    pos = ov[1];
+  }
+  pcre2_match_data_free(md);
+  pcre2_code_free(re);
   std::string out;
   char buf[48];
-  for (int32_t c = 0; c < 0x110000;) {
-    if ((c >= 0xD800 && c < 0xE000) || !pred(c)) { ++c; continue; }
-    int32_t e = c;
-    while (e + 1 < 0x110000 && !(e + 1 >= 0xD800 && e + 1 < 0xE000) && pred(e + 1)) ++e;
-    if (e == c) std::snprintf(buf, sizeof buf, "\\x{%X}", static_cast<unsigned>(c));
-    else std::snprintf(buf, sizeof buf, "\\x{%X}-\\x{%X}", static_cast<unsigned>(c), static_cast<unsigned>(e));
+  for (size_t i = 0; i < missing.size();) {
+    size_t j = i;
+    while (j + 1 < missing.size() && missing[j + 1] == missing[j] + 1) ++j;
+    if (j == i) std::snprintf(buf, sizeof buf, "\\x{%X}", static_cast<unsigned>(missing[i]));
+    else std::snprintf(buf, sizeof buf, "\\x{%X}-\\x{%X}", static_cast<unsigned>(missing[i]), static_cast<unsigned>(missing[j]));
     out += buf;
-    c = e + 1;
+    i = j + 1;
   }
   return out;
 }
@@ -53,8 +80,10 @@ const char* const kWhiteSpaceBody =
 }  // namespace
 
 std::string expand_unicode_classes(const std::string& p) {
-  static const std::string letters = class_body(&is_letter);
-  static const std::string numbers = class_body(&is_number);
+  // PCRE2's property tables are fast (a two-stage lookup) but may be an older Unicode version
+  // than utf8proc's; the code points it lacks are listed explicitly (a few dozen ranges).
+  static const std::string letters = "\\p{L}" + missing_from_pcre2(&is_letter, "L");
+  static const std::string numbers = "\\p{N}" + missing_from_pcre2(&is_number, "N");
   const std::string space = kWhiteSpaceBody;
   std::string out;
   out.reserve(p.size());
@@ -70,7 +99,7 @@ std::string expand_unicode_classes(const std::string& p) {
         const std::string& body = prop ? letters : numbers;
         if (e == 'p') out += in_class ? body : "[" + body + "]";
         else if (!in_class) out += "[^" + body + "]";
-        else out.append(p, i, 5);  // a negated property inside a class cannot be inlined
+        else out.append(p, i, 5);  // a negated property inside a class cannot be extended
         i += 5;
         continue;
       }

@@ -1,8 +1,9 @@
 // The Split(Regex, behavior=Isolated) pre-tokenizer: runs the pattern from tokenizer.json with
 // PCRE2 (UTF + UCP, JIT when available) and cuts text into the matches and the gaps between them.
-// \p{L}, \p{N}, \s (and \S, \P{L}, \P{N} outside classes) are replaced by explicit classes from
-// utf8proc's tables and the Unicode White_Space list, so they do not depend on the PCRE2 build's
-// Unicode version. Thread-safe. Knows nothing about bytes-to-unicode or BPE.
+// \p{L} and \p{N} are extended with the code points that utf8proc's tables have and the installed
+// PCRE2's lack (Debian's PCRE2 is Unicode 14), and \s / \S become Unicode White_Space (as in HF's
+// Oniguruma; PCRE2 would also count U+180E and miss U+0085). Thread-safe. Knows nothing about
+// bytes-to-unicode or BPE.
 #pragma once
 
 #include <cstdint>
@@ -37,8 +38,8 @@ class RegexSplitter {
   std::string pattern_;
 };
 
-// The pattern with \p{L}, \p{N}, \s, \S, \P{L}, \P{N} replaced by explicit code point classes
-// (exposed for tests).
+// The pattern with \p{L}, \p{N}, \s, \S, \P{L}, \P{N} rewritten as described above (exposed for
+// tests).
 std::string expand_unicode_classes(const std::string& pattern);
 
 }  // namespace coordexp::tokenizer::detail

@@ -262,7 +262,6 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> id_kind;
   std::vector<AddedToken> added;  // sorted by id
   std::unordered_map<std::string, TokenId> added_ids;
-  size_t num_file_added = 0;  // added tokens the source tokenizer.json had
   AddedTokenMatcher raw_matcher, normalized_matcher;
   CoordVocab coord;
 
@@ -522,7 +521,6 @@ std::shared_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
 
   for (const AddedToken& t : read_added_tokens(j.value("added_tokens", json()), path))
     im.add_token(t, path + ": added_tokens");
-  im.num_file_added = im.added.size();
   im.build_matchers();
   im.detect_coord_tokens(path);
   return tok;
@@ -540,11 +538,11 @@ std::shared_ptr<Tokenizer> Tokenizer::from_dir(const std::string& dir) {
   im.config_path = config_path.string();
   const json c = parse_json_file(read_text_file(im.config_path), im.config_path);
   if (!c.is_object()) throw FormatError("top level must be a JSON object", im.config_path, "re-download the tokenizer files");
-  if (c.value("split_special_tokens", false))
+  if (flag(c, "split_special_tokens", false, im.config_path))
     unsupported("split_special_tokens=true", im.config_path, "false (special tokens are matched in text)");
-  if (c.value("add_bos_token", false))
+  if (flag(c, "add_bos_token", false, im.config_path))
     spdlog::warn("{}: add_bos_token=true is ignored: encode never adds special tokens", im.config_path);
-  if (c.value("clean_up_tokenization_spaces", false))
+  if (flag(c, "clean_up_tokenization_spaces", false, im.config_path))
     spdlog::warn("{}: clean_up_tokenization_spaces=true is ignored: decode returns the exact text", im.config_path);
   // transformers adds tokens listed in added_tokens_decoder that tokenizer.json lacks; do the same,
   // and insist the two files agree where both name an id.
@@ -552,6 +550,7 @@ std::shared_ptr<Tokenizer> Tokenizer::from_dir(const std::string& dir) {
   if (dit != c.end() && dit->is_object()) {
     for (const auto& [key, value] : dit->items()) {
       const std::string where = im.config_path + ": added_tokens_decoder." + key;
+      if (!value.is_object()) throw FormatError("an entry must be an object", where, "fix the entry");
       json entry = value;
       try {
         entry["id"] = std::stoi(key);

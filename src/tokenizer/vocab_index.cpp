@@ -1,4 +1,5 @@
-// VocabIndex: linear probing, power-of-two capacity, load factor <= 1/2.
+// VocabIndex: linear probing, power-of-two capacity, load factor <= 1/2; keys are compared only
+// when the upper hash bits kept in the slot match.
 #include "tokenizer/vocab_index.h"
 
 #include <cstring>

@@ -7,7 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
+#include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -39,15 +40,11 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // ------------------------------------------------------------------------------------ corpus
 // Deterministic: a fixed-seed generator over the tokenizer's own vocabulary (ids are roughly in
 // frequency order, so a Zipf draw over them gives realistic word frequencies), plus real files.
 struct Corpus {
-  std::vector<std::string> docs;
+  std::vector<std::string> docs, kinds;  // kinds[i] = kind of docs[i]
   std::map<std::string, size_t> bytes_by_kind;
   size_t bytes = 0;
   void add(const std::string& kind, std::string doc) {
@@ -55,6 +52,7 @@ struct Corpus {
     bytes_by_kind[kind] += doc.size();
     bytes += doc.size();
     docs.push_back(std::move(doc));
+    kinds.push_back(kind);
   }
 };
 
@@ -213,38 +211,45 @@ Corpus build_corpus(const Tokenizer& tok, size_t target_bytes) {
     }
   }
   // Cutting files at fixed sizes can split a UTF-8 character; keep only valid documents.
-  std::vector<std::string> valid;
+  Corpus valid;
   size_t dropped = 0;
-  for (auto& d : corpus.docs) {
+  for (size_t i = 0; i < corpus.docs.size(); ++i) {
     try {
-      tok.encode(d);
-      valid.push_back(std::move(d));
+      tok.encode(corpus.docs[i]);
+      valid.add(corpus.kinds[i], std::move(corpus.docs[i]));
     } catch (const std::exception&) {
       ++dropped;
     }
   }
-  corpus.docs = std::move(valid);
-  corpus.bytes = 0;
-  for (const auto& d : corpus.docs) corpus.bytes += d.size();
   if (dropped) std::printf("corpus: dropped %zu documents cut inside a UTF-8 character\n", dropped);
-  return corpus;
+  return valid;
+}
+
+// CPU time of the calling thread: the machine may be shared, and encoding is single-threaded.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 struct PassResult {
-  double seconds = 0;
+  double seconds = 0;  // CPU
+  std::map<std::string, double> seconds_by_kind;
   size_t tokens = 0;
-  uint32_t checksum = 0x811c9dc5u;
+  uint32_t checksum = 0x811c9dc5u;  // FNV-1a over all ids, as in scripts/bench-tokenizer-js.mjs
 };
 
-PassResult encode_pass(const Tokenizer& tok, const std::vector<std::string>& docs) {
+PassResult encode_pass(const Tokenizer& tok, const Corpus& corpus) {
   PassResult r;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (const auto& d : docs) {
-    const auto ids = tok.encode(d);
+  for (size_t i = 0; i < corpus.docs.size(); ++i) {
+    const double t0 = thread_cpu_seconds();
+    const auto ids = tok.encode(corpus.docs[i]);
+    const double dt = thread_cpu_seconds() - t0;
+    r.seconds += dt;
+    r.seconds_by_kind[corpus.kinds[i]] += dt;
     r.tokens += ids.size();
     for (const TokenId id : ids) r.checksum = (r.checksum ^ static_cast<uint32_t>(id)) * 16777619u;
   }
-  r.seconds = seconds_since(t0);
   return r;
 }
 
@@ -261,9 +266,10 @@ void BM_LoadTokenizerJson(benchmark::State& state) {
 
 void BM_EncodeCorpus(benchmark::State& state) {
   size_t tokens = 0;
-  for (auto _ : state) tokens = encode_pass(*g_tok, g_corpus.docs).tokens;
+  for (auto _ : state)
+    for (const auto& d : g_corpus.docs) tokens += g_tok->encode(d).size();
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * g_corpus.bytes));
-  state.counters["tokens"] = static_cast<double>(tokens);
+  state.counters["tokens"] = static_cast<double>(tokens / static_cast<size_t>(state.iterations()));
 }
 
 void BM_EncodeCorpusWithOffsets(benchmark::State& state) {
@@ -275,14 +281,14 @@ void BM_EncodeCorpusWithOffsets(benchmark::State& state) {
 // Console output plus the numbers the summary needs.
 class Recorder : public benchmark::ConsoleReporter {
  public:
-  std::map<std::string, double> bytes_per_second, seconds;
+  std::map<std::string, double> bytes_per_second, cpu_seconds;
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
       const std::string name = r.benchmark_name();
       const auto it = r.counters.find("bytes_per_second");
       if (it != r.counters.end()) bytes_per_second[name] = it->second.value;
-      seconds[name] = r.GetAdjustedRealTime() * benchmark::GetTimeUnitMultiplier(r.time_unit);
+      cpu_seconds[name] = r.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);
     }
   }
 };
@@ -321,17 +327,19 @@ int main(int argc, char** argv) {
   const fs::path corpus_path = fs::temp_directory_path() / "coordexp_tokenizer_corpus.jsonl";
   {
     std::ofstream out(corpus_path, std::ios::binary);
-    for (const auto& d : g_corpus.docs) out << nlohmann::json(d).dump() << "\n";
+    for (size_t i = 0; i < g_corpus.docs.size(); ++i)
+      out << nlohmann::json{{"kind", g_corpus.kinds[i]}, {"text", g_corpus.docs[i]}}.dump() << "\n";
   }
   std::printf("corpus: %zu documents, %.2f MB -> %s\n", g_corpus.docs.size(), g_corpus.bytes / 1e6,
               corpus_path.c_str());
   for (const auto& [kind, bytes] : g_corpus.bytes_by_kind) std::printf("  %-22s %6.2f MB\n", kind.c_str(), bytes / 1e6);
 
-  // Cold pass: a freshly loaded tokenizer (empty BPE cache).
-  auto cold_tok = Tokenizer::from_dir(dir);
-  cold_tok->ensure_coord_tokens();
-  const PassResult cold = encode_pass(*cold_tok, g_corpus.docs);
-  cold_tok.reset();
+  // Cold pass: a freshly loaded tokenizer (empty BPE cache); warm pass: the same one again.
+  auto fresh = Tokenizer::from_dir(dir);
+  fresh->ensure_coord_tokens();
+  const PassResult cold = encode_pass(*fresh, g_corpus);
+  const PassResult warm = encode_pass(*fresh, g_corpus);
+  fresh.reset();
 
   benchmark::RegisterBenchmark("BM_LoadTokenizerJson", BM_LoadTokenizerJson)->Unit(benchmark::kMillisecond)->Iterations(5);
   benchmark::RegisterBenchmark("BM_EncodeCorpus", BM_EncodeCorpus)->Unit(benchmark::kMillisecond)->Iterations(5);
@@ -342,38 +350,52 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&recorder);
   benchmark::Shutdown();
 
-  const double mb = g_corpus.bytes / 1e6;
-  const double warm_mbps = recorder.bytes_per_second.count("BM_EncodeCorpus/iterations:5")
-                               ? recorder.bytes_per_second["BM_EncodeCorpus/iterations:5"] / 1e6
-                               : mb / encode_pass(*g_tok, g_corpus.docs).seconds;
-  std::printf("\n== summary (single thread, MB = 10^6 bytes)\n");
-  std::printf("C++  load tokenizer.json: %.0f ms\n", recorder.seconds["BM_LoadTokenizerJson/iterations:5"] * 1e3);
-  std::printf("C++  encode cold: %.2f MB/s   warm: %.2f MB/s   tokens %zu\n", mb / cold.seconds, warm_mbps, cold.tokens);
-  if (!run_js) return 0;
-
-  const std::string cmd = "node " + shell_quote(std::string(COORDEXP_SOURCE_DIR) + "/scripts/bench-tokenizer-js.mjs") +
-                          " " + shell_quote(corpus_path.string());
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  if (p) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-  }
   nlohmann::json js;
-  try {
-    js = nlohmann::json::parse(out.substr(out.rfind('{')));
-  } catch (const std::exception&) {
-    std::printf("JS reference did not run (%s); needs node + npm (scripts/setup-js-reference.sh)\n", cmd.c_str());
-    return 1;
+  if (run_js) {
+    const std::string cmd = "node " + shell_quote(std::string(COORDEXP_SOURCE_DIR) + "/scripts/bench-tokenizer-js.mjs") +
+                            " " + shell_quote(corpus_path.string());
+    std::string out;
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+      pclose(p);
+    }
+    try {
+      // The script prints one JSON line last (npm may print before it).
+      while (!out.empty() && out.back() == '\n') out.pop_back();
+      const size_t line = out.rfind('\n');
+      js = nlohmann::json::parse(line == std::string::npos ? out : out.substr(line + 1));
+    } catch (const std::exception&) {
+      std::printf("JS reference did not run (%s); it needs node and npm (scripts/setup-js-reference.sh)\n", cmd.c_str());
+      return 1;
+    }
   }
-  const double js_cold = mb / js["cold_s"].get<double>(), js_warm = mb / js["warm_s"].get<double>();
-  std::printf("JS   load: %.0f ms   encode cold: %.2f MB/s   warm: %.2f MB/s   tokens %zu   (node %s)\n",
-              js["load_s"].get<double>() * 1e3, js_cold, js_warm, js["tokens"].get<size_t>(),
-              js["node"].get<std::string>().c_str());
-  std::printf("ratio C++/JS: cold %.1fx   warm %.1fx\n", (mb / cold.seconds) / js_cold, warm_mbps / js_warm);
+
+  // MB = 10^6 bytes; all times are CPU seconds of one thread.
+  const auto mbps = [](size_t bytes, double seconds) { return seconds > 0 ? static_cast<double>(bytes) / 1e6 / seconds : 0.0; };
+  std::printf("\n== summary (single thread, CPU time, MB = 10^6 bytes)\n");
+  std::printf("load tokenizer.json (+ tokenizer_config.json): C++ %.0f ms (mean of 5)", recorder.cpu_seconds["BM_LoadTokenizerJson/iterations:5"] * 1e3);
+  // The JS package embeds tokenizer.json as a module that is parsed when imported, before this.
+  if (run_js) std::printf(", JS %.0f ms (without JSON parsing)", js["load_s"].get<double>() * 1e3);
+  std::printf("\n%-22s %7s | %9s %9s | %9s %9s | %7s %7s\n", "encode MB/s", "MB", "C++ cold", "C++ warm", "JS cold",
+              "JS warm", "x cold", "x warm");
+  const auto row = [&](const std::string& name, size_t bytes, double cc, double cw, double jc, double jw) {
+    std::printf("%-22s %7.2f | %9.2f %9.2f", name.c_str(), static_cast<double>(bytes) / 1e6, mbps(bytes, cc), mbps(bytes, cw));
+    if (run_js) std::printf(" | %9.2f %9.2f | %6.1fx %6.1fx", mbps(bytes, jc), mbps(bytes, jw), jc / cc, jw / cw);
+    std::printf("\n");
+  };
+  for (const auto& [kind, bytes] : g_corpus.bytes_by_kind) {
+    const double jc = run_js ? js["cold_by_kind"].value(kind, 0.0) : 0, jw = run_js ? js["warm_by_kind"].value(kind, 0.0) : 0;
+    row(kind, bytes, cold.seconds_by_kind.at(kind), warm.seconds_by_kind.at(kind), jc, jw);
+  }
+  row("all", g_corpus.bytes, cold.seconds, warm.seconds, run_js ? js["cold_s"].get<double>() : 0,
+      run_js ? js["warm_s"].get<double>() : 0);
+  std::printf("BM_EncodeCorpus (warm, Google Benchmark): %.2f MB/s\n",
+              recorder.bytes_per_second["BM_EncodeCorpus/iterations:5"] / 1e6);
+  if (!run_js) return 0;
   const bool same = js["tokens"].get<size_t>() == cold.tokens && js["checksum"].get<uint32_t>() == cold.checksum;
-  std::printf("ids identical to the JS reference on the whole corpus: %s\n", same ? "yes" : "NO");
+  std::printf("tokens: C++ %zu, JS %zu; ids identical to the JS reference on the whole corpus: %s (node %s)\n",
+              cold.tokens, js["tokens"].get<size_t>(), same ? "yes" : "NO", js["node"].get<std::string>().c_str());
   return same ? 0 : 1;
 }

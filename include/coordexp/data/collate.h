@@ -33,7 +33,8 @@ struct Batch {
   // Response view. Answer token t of row b is response token response_offsets[b] + t.
   std::vector<int64_t> response_offsets;  // size B + 1; back() = total answer tokens N
   torch::Tensor response_logit_rows;      // int64 [N]: b * T + answer_begin_b - 1 + t, the row of
-                                          // logits.view({B * T, V}) that predicts that token
+                                          // logits.view({B * T, V}) that predicts that token;
+                                          // strictly increasing (a boolean row mask selects the same)
   torch::Tensor response_targets;         // int64 [N]: the answer token ids
   // All answers concatenated (context gt): types, objects with offset positions; array_close,
   // object_close and eos are -1 (per-sample values: samples[b].response_layout()).

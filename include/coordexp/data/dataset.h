@@ -107,6 +107,7 @@ struct SampleResult {
   std::string message;  // "file.jsonl:17: image 1 is 640x480 but the record says ... (hint: ...)"
 };
 
+// Immutable after construction: try_get/get may run on several threads at once.
 class DetectionDataset {
  public:
   // Reads and validates `jsonl_files` in order. Records that are invalid, announce a geometry the

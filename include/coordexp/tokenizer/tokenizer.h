@@ -48,21 +48,27 @@ class Tokenizer {
   std::vector<TokenId> encode(std::string_view text) const;
   std::vector<Token> encode_with_offsets(std::string_view text) const;
 
-  // Decodes ids to text; invalid byte sequences become U+FFFD like HF.
+  // Decodes ids to text; invalid byte sequences become U+FFFD like HF. Throws DataError for an
+  // id that is not in the vocabulary.
   std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens = false) const;
   // The token's surface text (added tokens: their content; BPE tokens: their decoded bytes, which
   // may be an incomplete UTF-8 sequence).
   std::string token_bytes(TokenId id) const;
 
-  std::optional<TokenId> token_to_id(std::string_view token) const;  // vocab or added token
+  // Id of an added token (by content) or a vocab token (in its tokenizer.json spelling, "Ġthe").
+  std::optional<TokenId> token_to_id(std::string_view token) const;
   size_t vocab_size() const;  // max id + 1 over vocab and added tokens
   bool is_special(TokenId id) const;
 
-  // Coord tokens: present after from_dir when the file has them; ensure_coord_tokens() adds any
-  // that are missing (contiguous, right after the current max id) or verifies contiguity.
+  // Coord tokens: present after from_dir when the file has them (loading fails if only some
+  // exist or their ids are not contiguous); ensure_coord_tokens() adds all 1001 when missing
+  // (<|coord_*|> at the current vocab_size(), then <|coord_0|>..<|coord_999|>; non-special, so
+  // decode(skip_special_tokens) keeps them). Not to be called concurrently with encode.
   const CoordVocab& coord_vocab() const;
   void ensure_coord_tokens();
-  // Writes tokenizer.json (with the coord tokens, if added) and tokenizer_config.json to `dir`.
+  // Writes tokenizer.json (the source file with only its added_tokens array replaced, so the
+  // coord tokens, if added) and tokenizer_config.json (if the source had one; coord tokens added
+  // to added_tokens_decoder) to `dir`, created if missing.
   void save(const std::string& dir) const;
 
   // Well-known ids (throw FormatError if the tokenizer lacks them).

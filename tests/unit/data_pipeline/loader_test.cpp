@@ -97,6 +97,9 @@ TEST(DataCollate, PaddingMasksImagesAndResponseOffsets) {
   const auto flat_labels = b.labels.flatten();
   for (int64_t n = 0; n < answers; ++n) {
     const int64_t row = b.response_logit_rows[n].item<int64_t>();
+    if (n > 0) {
+      ASSERT_GT(row, b.response_logit_rows[n - 1].item<int64_t>());
+    }
     ASSERT_EQ(flat_ids[row + 1].item<int64_t>(), b.response_targets[n].item<int64_t>()) << n;
     ASSERT_EQ(flat_labels[row + 1].item<int64_t>(), b.response_targets[n].item<int64_t>()) << n;
   }

@@ -1,6 +1,7 @@
 // Added tokens are split out before normalization and BPE with HF's semantics: leftmost match,
 // longest match at that position, non-overlapping; lstrip/rstrip absorb adjacent whitespace;
 // decode keeps or skips special tokens.
+#include "coordexp/util/error.h"
 #include "tokenizer_test_util.h"
 
 namespace coordexp::tokenizer::testing {
@@ -72,6 +73,30 @@ TEST(TokenizerAddedTokens, NormalizedTokensMatchAfterNfc) {
   ASSERT_EQ(t.size(), 3u);
   EXPECT_EQ(t[1].id, 300);
   EXPECT_EQ(std::make_pair(t[1].begin, t[1].end), std::make_pair(1u, 7u));
+}
+
+TEST(TokenizerAddedTokens, TokenizerConfigAddsTokensAndMustAgree) {
+  auto j = tiny_tokenizer_json();
+  j["added_tokens"] = {added_token(300, "<|im_end|>")};
+  const auto dir = temp_dir("config");
+  write_file(dir / "tokenizer.json", j.dump());
+  nlohmann::json config = {{"added_tokens_decoder",
+                            {{"300", {{"content", "<|im_end|>"}, {"special", true}}},
+                             {"301", {{"content", "<extra>"}, {"special", false}, {"normalized", false}}}}}};
+  write_file(dir / "tokenizer_config.json", config.dump());
+  const auto tok = Tokenizer::from_dir(dir.string());
+  EXPECT_EQ(tok->encode("a<extra><|im_end|>"), (std::vector<TokenId>{'a', 301, 300}));
+  EXPECT_EQ(tok->vocab_size(), 302u);
+
+  config["added_tokens_decoder"]["300"]["content"] = "<|im_start|>";  // id 300 is <|im_end|> in tokenizer.json
+  write_file(dir / "tokenizer_config.json", config.dump());
+  try {
+    Tokenizer::from_dir(dir.string());
+    FAIL() << "disagreeing files must be rejected";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer_config.json: added_tokens_decoder.300"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

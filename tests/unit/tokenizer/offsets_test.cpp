@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "tokenizer/nfc.h"
+#include "tokenizer/utf8.h"
 #include "tokenizer_test_util.h"
 
 namespace coordexp::tokenizer::testing {
@@ -156,6 +157,41 @@ TEST(TokenizerOffsets, NormalizedTextAlignment) {
     const auto n = NormalizedText::nfc(s);
     EXPECT_EQ(n.to_original(0, static_cast<uint32_t>(n.text().size())), std::make_pair(0u, static_cast<uint32_t>(s.size())));
   }
+}
+
+TEST(TokenizerOffsets, NfcEqualsUtf8procForEveryCharacterAndComposition) {
+  // The fast paths (ASCII, inert characters) and the piecewise normalization must agree with
+  // utf8proc on the whole text: every BMP character in context, and every canonical composite
+  // given decomposed (so that it must compose across the pieces).
+  const auto reference = [](const std::string& s) {
+    utf8proc_uint8_t* out = nullptr;
+    const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
+                                static_cast<utf8proc_ssize_t>(s.size()), &out,
+                                static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    std::string r(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
+    std::free(out);
+    return r;
+  };
+  int checked = 0, failures = 0;
+  const auto check = [&](const std::string& s) {
+    ++checked;
+    if (std::string(detail::NormalizedText::nfc(s).text()) != reference(s) && ++failures <= 5)
+      ADD_FAILURE() << nlohmann::json(s).dump();
+  };
+  utf8proc_int32_t buf[16];
+  for (char32_t c = 0x80; c < 0x110000; ++c) {
+    if (c >= 0xD800 && c < 0xE000) continue;
+    std::string ch;
+    detail::append_utf8(ch, c);
+    if (c < 0x10000) check("x" + ch + "y" + ch + ch);
+    const utf8proc_ssize_t n = utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), buf, 16, UTF8PROC_DECOMPOSE, nullptr);
+    if (n < 2) continue;
+    std::string decomposed;
+    for (utf8proc_ssize_t k = 0; k < n; ++k) detail::append_utf8(decomposed, static_cast<char32_t>(buf[k]));
+    check("a" + decomposed + "\xE4\xBD\xA0" + decomposed + "b");  // around a CJK ideograph
+  }
+  EXPECT_EQ(failures, 0) << "of " << checked;
+  EXPECT_GT(checked, 70000);
 }
 
 }  // namespace

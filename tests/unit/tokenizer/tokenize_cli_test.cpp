@@ -62,32 +62,30 @@ TEST(TokenizerCli, EncodeDecodeAndErrors) {
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out, "[9707,1879,151645,220,16,17,18,1513,17323]\n");
 
-  write_file(dir / "lines.txt", "user\n\nassistant\n");
+  // --file: one input per line; the ids of good lines come out before the error, which exits 1
+  // and names the file, the line and the byte offset.
+  write_file(dir / "lines.txt", "user\n\nassistant\nbad \xC3( byte\n");
   r = run({"tokenize", "--tokenizer", tdir, "--file", (dir / "lines.txt").string()});
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(r.out, "[872]\n[]\n[77091]\n");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(r.out.substr(0, r.out.find("error")), "[872]\n[]\n[77091]\n");
+  EXPECT_NE(r.out.find("lines.txt:4: invalid UTF-8 at byte offset 4"), std::string::npos) << r.out;
 
-  write_file(dir / "in.jsonl", "\"a\\nb\"\n\"<|coord_5|>\"\n");
+  // --jsonl: JSON strings (may hold newlines), with the coord tokens added; invalid UTF-8 inside
+  // a JSON line is an error naming the line.
+  write_file(dir / "in.jsonl", "\"a\\nb\"\n\"<|coord_5|>\"\n\"bad \xFF\"\n");
   r = run({"tokenize", "--tokenizer", tdir, "--add-coord-tokens", "--jsonl", (dir / "in.jsonl").string()});
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(r.out, "[64,198,65]\n[151675]\n");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(r.out.substr(0, r.out.find("error")), "[64,198,65]\n[151675]\n");
+  EXPECT_NE(r.out.find("in.jsonl:3: not a valid JSON string at byte offset 5"), std::string::npos) << r.out;
 
+  // --decode: one JSON array per line in, one JSON string per line out.
   write_file(dir / "ids.txt", "[64,198,65]\n[151675]\n[9707,1879,151645]\n");
   r = run({"tokenize", "--tokenizer", tdir, "--add-coord-tokens", "--decode", "--skip-special-tokens", "--file",
            (dir / "ids.txt").string()});
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out, "\"a\\nb\"\n\"<|coord_5|>\"\n\"Hello world\"\n");  // coord tokens are not special
 
-  // Errors: runtime errors exit 1 and name file, line and byte offset; usage errors exit 2.
-  write_file(dir / "bad.txt", "fine\nbad \xC3( byte\n");
-  r = run({"tokenize", "--tokenizer", tdir, "--file", (dir / "bad.txt").string()});
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("bad.txt:2: invalid UTF-8 at byte offset 4"), std::string::npos) << r.out;
-  write_file(dir / "bad.jsonl", "\"ok\"\n\"bad \xFF\"\n");
-  r = run({"tokenize", "--tokenizer", tdir, "--jsonl", (dir / "bad.jsonl").string()});
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("bad.jsonl:2"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("byte"), std::string::npos) << r.out;
+  // Usage errors exit 2.
   EXPECT_EQ(run({"tokenize", "--tokenizer", tdir}).code, 2);
   EXPECT_EQ(run({"tokenize", "--tokenizer", tdir, "--text", "a", "--file", "b"}).code, 2);
 }
