@@ -205,6 +205,7 @@ struct Trainer::Impl {
   void setup();
   void load_resume_state();
   void log_run_summary() const;
+  void warn_if_shard_size_ignored() const;
   std::string save_checkpoint();
   void write_checkpoint_contents(const std::string& dir);
   void run_validation();
@@ -212,6 +213,10 @@ struct Trainer::Impl {
 };
 
 void Trainer::Impl::setup() {
+  if (const char* ws = std::getenv("WORLD_SIZE"); ws && std::atoi(ws) > 1 && reducer->world_size() == 1)
+    throw ConfigError(std::string("WORLD_SIZE=") + ws + " but no process group was given to the trainer",
+                      "environment WORLD_SIZE", "run a single process (unset WORLD_SIZE) until multi-process "
+                      "training is wired in");
   if (cfg.train.num_threads > 0) at::set_num_threads(cfg.train.num_threads);
   runtime = resolve_runtime(cfg);
   if (runtime.device.is_cpu()) {
@@ -241,6 +246,9 @@ void Trainer::Impl::setup() {
     throw ConfigError("no model to train", "key model.path",
                       "set it to a Hugging Face Qwen3-VL directory (coordexp-train make-tiny writes a tiny one)");
   model_source_dir = resume_from ? resume_from->path : cfg.model.path;
+  if (!resume_from && !fs::exists(fs::path(cfg.model.path) / "config.json"))
+    throw ConfigError("'" + cfg.model.path + "' is not a model directory (no config.json)", "key model.path",
+                      "set it to a Hugging Face Qwen3-VL directory (scripts/make-demo-data.sh writes a tiny one)");
 
   // Tokenizer: a checkpoint carries its own; else tokenizer.path or the model directory.
   const std::string tok_dir =
@@ -304,7 +312,20 @@ void Trainer::Impl::setup() {
   const std::string metrics_path =
       is_main() && !cfg.log.metrics_jsonl.empty() ? (fs::path(cfg.train.output_dir) / cfg.log.metrics_jsonl).string() : "";
   metrics = std::make_unique<MetricsWriter>(metrics_path, resume_from ? state.step : -1);
+  warn_if_shard_size_ignored();
   log_run_summary();
+}
+
+void Trainer::Impl::warn_if_shard_size_ignored() const {
+  const auto& layout = model->layout();
+  int64_t bytes = 0;
+  for (const auto& [key, p] : model->named_parameters()) bytes += p.numel() * p.element_size();
+  const int64_t limit = cfg.checkpoint.max_shard_bytes;
+  const bool would_shard = limit > 0 && bytes > limit;
+  if (would_shard != layout.sharded)
+    spdlog::warn("checkpoint.max_shard_bytes = {} is not applied: checkpoints keep the source checkpoint's file "
+                 "layout ({} file(s)) so that keys and shards match it",
+                 limit, layout.files.size());
 }
 
 void Trainer::Impl::load_resume_state() {
@@ -341,6 +362,19 @@ void Trainer::Impl::load_resume_state() {
     spdlog::info("resume: setting changed: {}: {} -> {}", c.key, c.before.empty() ? "(unset)" : c.before,
                  c.after.empty() ? "(unset)" : c.after);
   if (changes.empty()) spdlog::info("resume: settings unchanged");
+  for (const auto& c : changes)
+    if (c.key.rfind("data.", 0) == 0 || c.key == "train.micro_batch_size" || c.key == "train.seed" ||
+        c.key == "train.grad_accum_steps") {
+      spdlog::warn("resume: {} changed; the data position is kept as (epoch, batch index), so with other batches "
+                   "some samples of this epoch may be seen twice or not at all",
+                   c.key);
+      break;
+    }
+  const std::string here = checkpoints->path_for(state.step);
+  if (fs::exists(fs::path(here) / kCheckpointMarker)) {  // nothing new to save before the next step
+    last_saved_step = state.step;
+    last_checkpoint = here;
+  }
 }
 
 void Trainer::Impl::log_run_summary() const {
@@ -525,6 +559,7 @@ TrainResult Trainer::Impl::train_loop() {
       rec["num_nonfinite_skipped"] = state.num_nonfinite_skipped;
       rec["tokens_per_s"] = snap.tokens_per_s;
       rec["samples_per_s"] = snap.samples_per_s;
+      if (st.num_poly_excluded > 0) rec["num_poly_excluded"] = st.num_poly_excluded;
       rec["num_samples"] = state.num_samples;
       rec["num_tokens"] = state.num_tokens;
       for (const auto& [k, v] : loader->counters()) rec[k] = v;
@@ -558,7 +593,9 @@ TrainResult Trainer::Impl::train_loop() {
     }
   }
   progress.clear();
-  if (!result.stopped_by_signal && cfg.train.eval_every > 0 && state.step % cfg.train.eval_every != 0) run_validation();
+  if (!result.stopped_by_signal && state.step > result.start_step && cfg.train.eval_every > 0 &&
+      state.step % cfg.train.eval_every != 0)
+    run_validation();
   save_checkpoint();
   result.steps_done = state.step;
   result.last_checkpoint = last_checkpoint;

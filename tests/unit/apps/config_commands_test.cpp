@@ -135,14 +135,14 @@ TEST(ConfigDocs, PrintsTheCommittedReference) {
       << "regenerate with ./build/coordexp-train config-docs > docs/config.md";
 }
 
-TEST(Train, PreparesTheRunDirectoryThenReportsTheMissingTrainer) {
+TEST(Train, PreparesTheRunDirectoryThenHandsOverToTheTrainer) {
   const std::string dir = temp_dir("coordexp_train_cmd");
   const std::string out_dir = dir + "/run";
   const auto [rc, out] = run_binary("train --config " + kTiny + " --set train.output_dir=" + out_dir +
-                                    " --resume --seed 11");
-  EXPECT_EQ(rc, 1) << out;
-  EXPECT_NE(out.find("error: the Stage-1 trainer is not part of this build yet (roadmap step [6])"),
-            std::string::npos) << out;
+                                    " --set model.path=" + dir + "/no-model --resume --seed 11");
+  EXPECT_EQ(rc, 2) << out;  // the trainer's first check: the model directory
+  EXPECT_NE(out.find("error: key model.path: '" + dir + "/no-model' is not a model directory"), std::string::npos)
+      << out;
 
   const RunConfig written =
       coordexp::config::read_options<RunConfig>(ConfigTree::load_file(out_dir + "/config.yaml"));
@@ -164,9 +164,10 @@ TEST(Train, PreparesTheRunDirectoryThenReportsTheMissingTrainer) {
   // Non-zero ranks log to their own file and leave config.yaml to rank 0.
   const std::string rank1 = "train.output_dir=" + dir + "/rank1";
   ::setenv("RANK", "1", 1);
-  r = run_in_process({"train", "--config", kTiny.c_str(), "--set", rank1.c_str()});
+  const std::string no_model = "model.path=" + dir + "/no-model";
+  r = run_in_process({"train", "--config", kTiny.c_str(), "--set", rank1.c_str(), "--set", no_model.c_str()});
   ::unsetenv("RANK");
-  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_EQ(r.rc, 2) << r.err;
   EXPECT_NE(read_text(dir + "/rank1/train.rank1.log").find("[rank 1]"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir + "/rank1/config.yaml"));
   EXPECT_FALSE(fs::exists(dir + "/rank1/train.log"));
