@@ -9,6 +9,7 @@
 #include <queue>
 
 #include "coordexp/util/error.h"
+#include "tokenizer/vocab_index.h"
 
 namespace coordexp::tokenizer::detail {
 
@@ -50,27 +51,6 @@ void MergeTable::add(Id left, Id right, Id merged) {
   if (slots_[i] == 0) ++used_;
   slots_[i] = key | rank;
 }
-
-namespace {
-
-// 64-bit hash of a short byte string (wyhash-style multiply-mix over 8-byte blocks).
-uint64_t hash_word(std::string_view s) {
-  constexpr uint64_t kMul = 0x9E3779B97F4A7C15ULL;
-  uint64_t h = s.size() * kMul;
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    h = (h ^ w) * kMul;
-    h ^= h >> 29;
-  }
-  uint64_t tail = 0;
-  std::memcpy(&tail, s.data() + i, s.size() - i);
-  h = (h ^ tail) * kMul;
-  return h ^ (h >> 32);
-}
-
-}  // namespace
 
 BpeModel::BpeModel(std::array<Id, 256> byte_ids, MergeTable merges, size_t cache_capacity)
     : byte_ids_(byte_ids), merges_(std::move(merges)), shards_(new Shard[kShards]) {
@@ -211,7 +191,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<Id>& out) const {
     merge_word(word, out);
     return;
   }
-  const uint64_t h = hash_word(word);
+  const uint64_t h = VocabIndex::hash(word);  // same string hash as the vocab index
   Shard& shard = shards_[(h >> 58) % kShards];
   {
     std::lock_guard<std::mutex> lock(shard.mutex);
