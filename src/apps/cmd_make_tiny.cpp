@@ -157,7 +157,7 @@ int run_make_tiny(const MakeTinyArgs& a) {
   auto m = model::Qwen3VL::create(c);
   m.init_random(static_cast<uint64_t>(seed), init);
   std::filesystem::create_directories(a.out);
-  m.save(a.out, dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat);
+  m.save(a.out, {dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat, 0});
   tok->save(a.out);
   util::write_file_atomic(a.out + "/preprocessor_config.json", preprocessor_config(c.vision));
   int64_t num_params = 0;

@@ -122,11 +122,12 @@ void Qwen3VL::init_random(uint64_t seed, const InitScales& s) {
   }
 }
 
-void Qwen3VL::save(const std::string& dir, torch::ScalarType dtype_for_new) const {
+void Qwen3VL::save(const std::string& dir, const SaveOptions& options) const {
   std::filesystem::create_directories(dir);
   const auto table = weight_table(config_);
-  const CheckpointLayout layout =
-      has_layout_ ? layout_ : CheckpointLayout::single_file(table, util::st_dtype_from_torch(dtype_for_new));
+  CheckpointLayout layout =
+      has_layout_ ? layout_ : CheckpointLayout::single_file(table, util::st_dtype_from_torch(options.dtype_for_new));
+  if (options.max_shard_bytes > 0) layout = reshard_layout(layout, table, options.max_shard_bytes);
   util::write_file_atomic(dir + "/config.json", config_.to_json_text());
   save_weights(dir, layout, table, named_parameters());
 }

@@ -217,6 +217,40 @@ CheckpointLayout CheckpointLayout::single_file(const std::vector<WeightSpec>& ta
   return l;
 }
 
+CheckpointLayout reshard_layout(const CheckpointLayout& layout, const std::vector<WeightSpec>& table,
+                                uint64_t max_shard_bytes) {
+  COORDEXP_CHECK(max_shard_bytes > 0, "reshard_layout needs a positive shard size");
+  std::vector<std::vector<std::string>> shards(1);  // canonical keys per shard, in table order
+  uint64_t shard_bytes = 0;
+  for (const auto& spec : table) {
+    const auto it = layout.tensors.find(spec.key);
+    if (it == layout.tensors.end()) continue;  // e.g. a tied lm_head the source does not store
+    uint64_t bytes = util::st_dtype_size(it->second.dtype);
+    for (int64_t d : spec.shape) bytes *= static_cast<uint64_t>(d);
+    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(spec.key);
+    shard_bytes += bytes;
+  }
+  CheckpointLayout out;
+  out.sharded = shards.size() > 1;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    const std::string file = out.sharded ? std::string(name) : std::string("model.safetensors");
+    out.files.push_back(file);
+    out.file_metadata[file] = {{"format", "pt"}};
+    for (const auto& key : shards[i]) {
+      StoredTensor st = layout.tensors.at(key);
+      st.file = file;
+      out.tensors[key] = st;
+    }
+  }
+  return out;
+}
+
 CheckpointLayout inspect_checkpoint(const util::SafetensorsCheckpoint& ckpt, const std::string& dir,
                                     const std::vector<WeightSpec>& table) {
   const std::string where = dir + (ckpt.sharded() ? "/model.safetensors.index.json" : "/model.safetensors");

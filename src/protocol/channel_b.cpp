@@ -2,6 +2,7 @@
 // rollout token reaching the cut together with the appended text, label by character layout.
 #include "coordexp/protocol/channel_b.h"
 
+#include "coordexp/protocol/render.h"
 #include "coordexp/util/error.h"
 #include "labeling.h"
 
@@ -58,17 +59,7 @@ YIn build_rendered(const ParseResult& rollout, const std::vector<Object>& fn,
     all.push_back(fn[i]);
     objects.push_back(fn_object(i));
   }
-  AnswerText text = render_text(all, order);
-  const std::vector<tokenizer::Token> tokens = tok.encode_with_offsets(text.text);
-  std::vector<tokenizer::TokenId> ids;
-  ids.reserve(tokens.size() + 1);
-  for (const auto& t : tokens) ids.push_back(t.id);
-  std::vector<const ObjectChars*> chars;
-  for (const auto& o : text.objects) chars.push_back(&o);
-  return from_answer(detail::finish_answer(std::move(text.text), std::move(ids),
-                                           detail::layout_of(tokens, 0), chars, text.array_close,
-                                           text.outer_close, tok),
-                     std::move(objects));
+  return from_answer(render_answer(all, tok, order), std::move(objects));
 }
 
 YIn build_raw(const ParseResult& rollout, const std::vector<Object>& fn,

@@ -205,7 +205,6 @@ struct Trainer::Impl {
   void setup();
   void load_resume_state();
   void log_run_summary() const;
-  void warn_if_shard_size_ignored() const;
   std::string save_checkpoint();
   void write_checkpoint_contents(const std::string& dir);
   void run_validation();
@@ -312,20 +311,7 @@ void Trainer::Impl::setup() {
   const std::string metrics_path =
       is_main() && !cfg.log.metrics_jsonl.empty() ? (fs::path(cfg.train.output_dir) / cfg.log.metrics_jsonl).string() : "";
   metrics = std::make_unique<MetricsWriter>(metrics_path, resume_from ? state.step : -1);
-  warn_if_shard_size_ignored();
   log_run_summary();
-}
-
-void Trainer::Impl::warn_if_shard_size_ignored() const {
-  const auto& layout = model->layout();
-  int64_t bytes = 0;
-  for (const auto& [key, p] : model->named_parameters()) bytes += p.numel() * p.element_size();
-  const int64_t limit = cfg.checkpoint.max_shard_bytes;
-  const bool would_shard = limit > 0 && bytes > limit;
-  if (would_shard != layout.sharded)
-    spdlog::warn("checkpoint.max_shard_bytes = {} is not applied: checkpoints keep the source checkpoint's file "
-                 "layout ({} file(s)) so that keys and shards match it",
-                 limit, layout.files.size());
 }
 
 void Trainer::Impl::load_resume_state() {
@@ -396,7 +382,7 @@ void Trainer::Impl::log_run_summary() const {
 }
 
 void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
-  model->save(dir);
+  model->save(dir, {torch::kFloat, static_cast<uint64_t>(cfg.checkpoint.max_shard_bytes)});
   tok->save(dir);
   for (const char* name : kAuxiliaryFiles) {
     const fs::path src = fs::path(model_source_dir) / name;

@@ -95,8 +95,14 @@ class Qwen3VL {
   // Deterministic random parameters from `seed` (CPU generator; same values on every machine).
   void init_random(uint64_t seed, const InitScales& scales = {});
   // Writes config.json and the weights into dir with the source's key names, dtypes and sharding
-  // (a created model: one model.safetensors in `dtype_for_new`, tied lm_head omitted).
-  void save(const std::string& dir, torch::ScalarType dtype_for_new = torch::kFloat) const;
+  // (a created model: one model.safetensors in `dtype_for_new`, tied lm_head omitted). With
+  // max_shard_bytes > 0 the weights are re-split into HF shards of at most that many bytes.
+  struct SaveOptions {
+    torch::ScalarType dtype_for_new = torch::kFloat;
+    uint64_t max_shard_bytes = 0;  // 0: keep the source checkpoint's files
+  };
+  void save(const std::string& dir, const SaveOptions& options) const;
+  void save(const std::string& dir) const { save(dir, SaveOptions{}); }
 
   // Vision tower + DeepStack mergers. pixel_values [Np, C*tp*p*p], grid_thw int64 [N, 3].
   VisionFeatures encode_images(const torch::Tensor& pixel_values, const torch::Tensor& grid_thw,

@@ -49,6 +49,13 @@ struct CheckpointLayout {
   static CheckpointLayout single_file(const std::vector<WeightSpec>& table, util::StDType dtype);
 };
 
+// The same tensors (stored keys, dtypes) redistributed into Hugging Face shards
+// `model-0000k-of-0000N.safetensors` of at most `max_shard_bytes` tensor data each, filled in
+// `table` (module) order like transformers' save_pretrained; a tensor larger than the limit gets a
+// shard of its own. When everything fits in one shard the result is a single model.safetensors.
+CheckpointLayout reshard_layout(const CheckpointLayout& layout, const std::vector<WeightSpec>& table,
+                                uint64_t max_shard_bytes);
+
 // Checks `ckpt` (opened from `dir`) against `table`: every missing, unexpected, mis-shaped or
 // non-float tensor is listed in one FormatError with the expected shapes. Returns how the
 // checkpoint stores its tensors.

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli_capture.h"
 #include "coordexp/apps/cli.h"
 #include "coordexp/config/run_config.h"
 #include "coordexp/config/schema.h"
@@ -27,23 +28,10 @@ using coordexp::config::RunConfig;
 const std::string kSource = COORDEXP_SOURCE_DIR;
 const std::string kTiny = kSource + "/configs/stage1/tiny_debug.yaml";
 
-struct CliResult {
-  int rc;
-  std::string out, err;
-};
+using coordexp::testing::CliResult;
 
 // Runs the CLI in-process, capturing what it prints.
-CliResult run_in_process(std::vector<const char*> args) {
-  args.insert(args.begin(), "coordexp-train");
-  std::ostringstream out, err;
-  std::streambuf* old_out = std::cout.rdbuf(out.rdbuf());
-  std::streambuf* old_err = std::cerr.rdbuf(err.rdbuf());
-  const int rc = coordexp::apps::run_cli(static_cast<int>(args.size()), args.data());
-  std::cout.rdbuf(old_out);
-  std::cerr.rdbuf(old_err);
-  coordexp::util::init_logging({});  // close any run log file the command opened
-  return {rc, out.str(), err.str()};
-}
+CliResult run_in_process(const std::vector<std::string>& args) { return coordexp::testing::run_cli_captured(args); }
 
 // Runs the real binary through the shell; returns (exit code, stdout + stderr).
 // `env` is prepended to the command line (e.g. "RANK=1").

@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "coordexp/apps/cli.h"
+#include "common/cli_capture.h"
 #include "coordexp/data/jsonl.h"
 #include "coordexp/util/error.h"
 
@@ -341,15 +341,10 @@ TEST(DataConfig, ValidateNamesTheKey) {
   EXPECT_THROW(p.validate(), ConfigError);
 }
 
-int run_cli_capture(std::vector<std::string> args, std::string* out) {
-  std::vector<const char*> argv = {"coordexp-train"};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream captured;
-  auto* old = std::cout.rdbuf(captured.rdbuf());
-  const int rc = apps::run_cli(static_cast<int>(argv.size()), argv.data());
-  std::cout.rdbuf(old);
-  *out = captured.str();
-  return rc;
+int run_cli_capture(const std::vector<std::string>& args, std::string* out) {
+  const auto r = coordexp::testing::run_cli_captured(args);
+  *out = r.out;
+  return r.rc;
 }
 
 TEST(CheckData, PrintsSummaryAndExitCode) {

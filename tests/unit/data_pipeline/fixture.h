@@ -27,15 +27,19 @@ namespace coordexp::data::testing {
 
 namespace fs = std::filesystem;
 
+inline std::string qwen_tokenizer_dir() {
+  const char* env = std::getenv("COORDEXP_TOKENIZER_DIR");
+  const std::string dir =
+      env && *env ? std::string(env) : std::string(COORDEXP_SOURCE_DIR) + "/.cache/tokenizer-qwen3";
+  if (!fs::exists(dir + "/tokenizer.json"))
+    throw std::runtime_error("Qwen3 tokenizer not found in " + dir + " (run scripts/fetch-tokenizer.sh " + dir +
+                             " or set COORDEXP_TOKENIZER_DIR)");
+  return dir;
+}
+
 inline std::shared_ptr<const tokenizer::Tokenizer> qwen_tokenizer() {
   static const std::shared_ptr<const tokenizer::Tokenizer> tok = [] {
-    const char* env = std::getenv("COORDEXP_TOKENIZER_DIR");
-    const std::string dir =
-        env && *env ? std::string(env) : std::string(COORDEXP_SOURCE_DIR) + "/.cache/tokenizer-qwen3";
-    if (!fs::exists(dir + "/tokenizer.json"))
-      throw std::runtime_error("Qwen3 tokenizer not found in " + dir + " (run scripts/fetch-tokenizer.sh " + dir +
-                               " or set COORDEXP_TOKENIZER_DIR)");
-    auto t = tokenizer::Tokenizer::from_dir(dir);
+    auto t = tokenizer::Tokenizer::from_dir(qwen_tokenizer_dir());
     t->ensure_coord_tokens();
     return std::shared_ptr<const tokenizer::Tokenizer>(std::move(t));
   }();

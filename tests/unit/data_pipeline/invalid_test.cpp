@@ -8,6 +8,7 @@
 #include <functional>
 #include <tuple>
 
+#include "common/cli_capture.h"
 #include "coordexp/data/loader.h"
 #include "fixture.h"
 
@@ -20,6 +21,7 @@ using testing::record_line;
 using testing::TempDir;
 using testing::write_lines;
 using testing::write_png;
+namespace fs = std::filesystem;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -161,6 +163,50 @@ TEST(DataInvalid, SkipPolicyCountsEveryReason) {
   EXPECT_EQ(empty.size(), 0);
   EXPECT_EQ(empty.skipped.at("image_unreadable"), 1);
   EXPECT_EQ(loader2.next().size(), 1);
+}
+
+// check-data with a config runs the pipeline's own checks after the contract's, on the files the
+// config names, with the model's tokenizer and image preprocessor.
+TEST(CheckDataCommand, ConfigAddsThePipelineChecks) {
+  const BadData b;
+  const fs::path model = b.dir.path() / "model";
+  fs::create_directories(model);
+  fs::copy_file(fs::path(testing::qwen_tokenizer_dir()) / "tokenizer.json", model / "tokenizer.json");
+  std::ofstream(model / "preprocessor_config.json")
+      << R"({"size": {"longest_edge": 16384, "shortest_edge": 1024}, "patch_size": 16, "merge_size": 2,
+            "temporal_patch_size": 2, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]})";
+  write_lines(b.dir.file("all.jsonl"), {b.good, b.poly, b.too_long, b.unusable, b.corrupt, b.mismatch, b.good});
+  write_lines(b.dir.file("clean.jsonl"), {b.good, b.good});
+  const std::string cfg = b.dir.file("run.yaml");
+  std::ofstream(cfg) << "model:\n  path: " << model.string() << "\ndata:\n  train_jsonl: [" << b.dir.file("all.jsonl")
+                     << "]\n  prompt_user: 'Find the objects. {format}'\n";
+
+  // Files from data.train_jsonl; --set reaches the pipeline (max_length 700 makes 40 objects too long).
+  auto r = coordexp::testing::run_cli_captured({"check-data", "--config", cfg, "--set", "data.max_length=700"});
+  EXPECT_EQ(r.rc, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("invalid records: 0"), std::string::npos) << r.out;  // the contract is satisfied
+  EXPECT_NE(r.out.find("usable samples: 4\n"), std::string::npos) << r.out;
+  for (const char* reason : {"too_long: 1", "image_unusable: 1", "geometry_not_in_prompt: 1", ":3: ", "[reason too_long]"})
+    EXPECT_NE(r.out.find(reason), std::string::npos) << reason << "\n" << r.out;
+  EXPECT_NE(r.out.find("check-data: INVALID"), std::string::npos) << r.out;
+
+  // --decode-images builds every sample: the corrupt and mis-sized images are found too.
+  r = coordexp::testing::run_cli_captured(
+      {"check-data", "--config", cfg, "--set", "data.max_length=700", "--decode-images"});
+  EXPECT_EQ(r.rc, 1);
+  for (const char* reason : {"usable samples: 2\n", "image_unreadable: 1", "image_size_mismatch: 1"})
+    EXPECT_NE(r.out.find(reason), std::string::npos) << reason << "\n" << r.out;
+
+  // Explicit files override the config's; a clean file passes every check.
+  r = coordexp::testing::run_cli_captured({"check-data", b.dir.file("clean.jsonl"), "--config", cfg, "--decode-images"});
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("usable samples: 2\n"), std::string::npos) << r.out;
+
+  // The config goes through the real loader: a typo is a config error with its suggestion.
+  r = coordexp::testing::run_cli_captured({"check-data", "--config", cfg, "--set", "data.max_lenght=700"});
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE((r.out + r.err).find("max_length"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(coordexp::testing::run_cli_captured({"check-data", b.dir.file("clean.jsonl"), "--set", "data.max_length=7"}).rc, 2);
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ TEST(VocabResize, CheckpointKeepsOtherTensorsAndUpdatesConfig) {
   m.init_random(5, {0.05, 0.5, 0.02, 0.1});
   const fs::path src = fs::temp_directory_path() / ("coordexp_vocab_" + std::to_string(::getpid()));
   const fs::path dst = src.string() + "_out";
-  m.save(src.string(), torch::kBFloat16);
+  m.save(src.string(), {torch::kBFloat16, 0});
 
   cm::CoordRows rows;
   rows.coord.wildcard_id = 1050;

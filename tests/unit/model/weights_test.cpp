@@ -9,7 +9,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "coordexp/model/qwen3vl.h"
 #include "coordexp/util/error.h"
@@ -93,6 +96,45 @@ TEST(Qwen3VLWeights, ShardedCheckpointRoundTripsAndLoadsTheSame) {
   m.save(out.str());
   EXPECT_FALSE(fs::exists(out / "model.safetensors"));
   for (const auto& f : files) EXPECT_EQ(bytes(out / f), bytes(src / f)) << f;
+}
+
+TEST(Qwen3VLWeights, ResavedWithAShardLimitSplitsInModuleOrderAndLoadsTheSame) {
+  auto m = cm::Qwen3VL::load(kFixture);
+  TempDir out, single;
+  cu::write_safetensors(out / "model.safetensors", {{"stale", torch::zeros({1})}});
+  m.save(out.str(), {torch::kFloat, 300000});
+  EXPECT_FALSE(fs::exists(out / "model.safetensors"));  // the single-file layout it replaced
+  auto index = nlohmann::json::parse(bytes(out / "model.safetensors.index.json"));
+  const auto& wm = index.at("weight_map");
+  std::set<std::string> files;
+  uint64_t total = 0;
+  for (const auto& [key, file] : wm.items()) files.insert(file.get<std::string>());
+  ASSERT_GT(files.size(), 2u);
+  char last[64];
+  std::snprintf(last, sizeof(last), "model-%05zu-of-%05zu.safetensors", files.size(), files.size());
+  EXPECT_EQ(*files.rbegin(), std::string(last));
+  for (const auto& f : files) {
+    auto shard = cu::SafetensorsFile::open(out / f);
+    uint64_t shard_bytes = 0;
+    for (const auto& info : shard->tensors()) shard_bytes += shard->tensor(info.name).nbytes();
+    total += shard_bytes;
+    // Only a tensor larger than the limit may overflow it, alone in its shard.
+    if (shard_bytes > 300000) {
+      EXPECT_EQ(shard->tensors().size(), 1u) << f;
+    }
+  }
+  EXPECT_EQ(index.at("metadata").at("total_size").get<uint64_t>(), total);
+  // Module order: the vision tower comes first, like transformers' save_pretrained.
+  EXPECT_EQ(wm.at("model.visual.patch_embed.proj.weight").get<std::string>(), *files.begin());
+  auto back = cm::Qwen3VL::load(out.str());
+  EXPECT_TRUE(probe_logits(back).equal(probe_logits(m)));
+  // A limit above the model size gives one model.safetensors and removes the stale shards.
+  back.save(out.str(), {torch::kFloat, uint64_t{1} << 40});
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(out / "model.safetensors.index.json"));
+  for (const auto& f : files) EXPECT_FALSE(fs::exists(out / f)) << f;
+  auto one_file = cm::Qwen3VL::load(out.str());
+  EXPECT_TRUE(probe_logits(one_file).equal(probe_logits(m)));
 }
 
 TEST(Qwen3VLWeights, HalfPrecisionTiedWithLmHeadAndLegacyNamesRoundTrip) {
@@ -179,7 +221,7 @@ TEST(Qwen3VLWeights, CreatedModelSavedAndReloadedGivesIdenticalLogits) {
     auto m = cm::Qwen3VL::create(cfg, rt);
     m.init_random(123, {0.05, 0.5, 0.02, 0.1});
     TempDir out;
-    m.save(out.str(), dtype);
+    m.save(out.str(), {dtype, 0});
     auto back = cm::Qwen3VL::load(out.str(), rt);
     EXPECT_TRUE(back.named_parameters().count("lm_head.weight"));
     EXPECT_TRUE(probe_logits(back).equal(probe_logits(m))) << c10::toString(dtype);

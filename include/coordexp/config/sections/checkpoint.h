@@ -14,7 +14,7 @@ struct CheckpointOptions {
   int64_t every = 500;                       // optimizer steps between checkpoints; 0 = only at the end
   int keep_last = 3;                         // newest checkpoints kept on disk; 0 = keep all
   std::string resume = "off";                // off | auto (latest complete in output_dir) | a checkpoint dir
-  int64_t max_shard_bytes = 5'000'000'000;   // safetensors shard size limit; 0 = one file
+  int64_t max_shard_bytes = 0;               // > 0: re-split saved weights into shards of this size
 
   void validate() const {
     if (resume.empty())
@@ -32,8 +32,10 @@ void visit_fields(V& v, CheckpointOptions& o) {
   v.field(Field("resume", "off = start fresh; auto = continue from the latest complete checkpoint "
                           "in output_dir (fresh if none); otherwise the path of a checkpoint "
                           "directory. The `train --resume` flag sets auto."), o.resume);
-  v.field(Field("max_shard_bytes", "Maximum bytes per safetensors shard of a saved model; "
-                                   "0 = a single model.safetensors.").min(0), o.max_shard_bytes);
+  v.field(Field("max_shard_bytes", "0 = saved models keep the source checkpoint's files (same shards, "
+                                   "same index); > 0 = re-split the weights into Hugging Face shards "
+                                   "model-0000k-of-0000N.safetensors of at most this many bytes (one "
+                                   "model.safetensors when everything fits).").min(0), o.max_shard_bytes);
 }
 
 }  // namespace coordexp::config
