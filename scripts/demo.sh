@@ -24,11 +24,12 @@ if [[ ! -f "$WORK/data/train.jsonl" ]]; then
   echo "demo: writing a synthetic shapes dataset"
   "$BIN" make-synthetic-data --out "$WORK/data"
 fi
-"$BIN" check-data "$WORK/data/train.jsonl"
+RUN=(--config configs/stage1/tiny_debug.yaml
+     --set model.path="$WORK/model"
+     --set data.train_jsonl="[$WORK/data/train.jsonl]"
+     --set data.val_jsonl="[$WORK/data/val.jsonl]")
+echo "demo: checking the data against the contract and the training pipeline"
+"$BIN" check-data "${RUN[@]}"
 echo "demo: Stage-1 SFT (configs/stage1/tiny_debug.yaml)"
-"$BIN" train --config configs/stage1/tiny_debug.yaml \
-  --set model.path="$WORK/model" \
-  --set data.train_jsonl="[$WORK/data/train.jsonl]" \
-  --set data.val_jsonl="[$WORK/data/val.jsonl]" \
-  --set train.output_dir="$WORK/run" "$@"
+"$BIN" train "${RUN[@]}" --set train.output_dir="$WORK/run" "$@"
 echo "demo: done. Outputs in $WORK/run (config.yaml, train.log, metrics.jsonl, checkpoints)"
