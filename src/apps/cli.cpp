@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <thread>
 #include <iostream>
 
 #include "apps/commands.h"
 #include "coordexp/util/error.h"
 #include "coordexp/util/log.h"
+#include "coordexp/util/threads.h"
 
 namespace coordexp::apps {
 namespace {
@@ -35,12 +35,11 @@ const CommandFactory kCommands[] = {
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which
 // halves CPU throughput on these 2-core machines. Use the cores (shared among the processes that
 // torchrun starts on this node) unless OMP_NUM_THREADS says otherwise.
+// Every hardware thread for this process's share of the node (LibTorch + BLAS), unless the user
+// chose with OMP_NUM_THREADS (which both LibTorch and BLIS honour).
 void configure_threads() {
   if (std::getenv("OMP_NUM_THREADS")) return;
-  const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
-  const int procs = local_world ? std::max(1, std::atoi(local_world)) : 1;
-  const int n = static_cast<int>(std::thread::hardware_concurrency()) / procs;
-  at::set_num_threads(std::max(1, n));
+  util::set_compute_threads(util::default_compute_threads());
 }
 
 }  // namespace

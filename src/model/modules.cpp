@@ -18,6 +18,12 @@ namespace {
 
 using torch::indexing::Slice;
 
+// Softmax, norms and rotary run in float32 for float32/bf16/fp16 activations and stay float64 for
+// float64 ones (used by gradient checks).
+torch::ScalarType upcast_type(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
 constexpr double kVisionNormEps = 1e-6;  // hard-coded in HF, not in config.json
 
 // A named child that only groups parameters (HF's "attn", "mlp", "self_attn", "patch_embed").
@@ -34,7 +40,7 @@ torch::Tensor grouped_attention(const torch::Tensor& q, const torch::Tensor& k, 
   auto qg = q.reshape({B, nkv, g * T, hd});
   auto scores = torch::matmul(qg, k.transpose(-1, -2)) * scale;  // [B, nkv, g*T, K]
   if (bias.defined()) scores = (scores.view({B, nkv, g, T, K}) + bias.unsqueeze(1)).view({B, nkv, g * T, K});
-  auto probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
+  auto probs = torch::softmax(scores, -1, upcast_type(q)).to(q.scalar_type());
   return torch::matmul(probs, v).view({B, nh, T, hd});
 }
 
@@ -70,7 +76,7 @@ torch::Tensor layer_norm(const torch::Tensor& x, const WeightBias& p, double eps
 }
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  auto xf = x.to(torch::kFloat);
+  auto xf = x.to(upcast_type(x));
   auto var = xf.pow(2).mean(-1, /*keepdim=*/true);
   auto normed = (xf * torch::rsqrt(var + eps)).to(x.scalar_type());
   return cast_weight(weight, normed) * normed;
@@ -97,8 +103,8 @@ torch::Tensor VisionBlockImpl::forward(const torch::Tensor& x, const torch::Tens
   auto a = layer_norm(x, norm1, kVisionNormEps);
   auto qkv_ = linear(a, qkv).view({N, 3, num_heads_, head_dim_}).permute({1, 0, 2, 3});
   auto c = cos.unsqueeze(-2), s = sin.unsqueeze(-2);
-  auto q = apply_rotary(qkv_[0].to(torch::kFloat), c, s).to(x.scalar_type()).transpose(0, 1);  // [nh, N, hd]
-  auto k = apply_rotary(qkv_[1].to(torch::kFloat), c, s).to(x.scalar_type()).transpose(0, 1);
+  auto q = apply_rotary(qkv_[0].to(upcast_type(x)), c, s).to(x.scalar_type()).transpose(0, 1);  // [nh, N, hd]
+  auto k = apply_rotary(qkv_[1].to(upcast_type(x)), c, s).to(x.scalar_type()).transpose(0, 1);
   auto v = qkv_[2].transpose(0, 1);
   const double scale = std::pow(static_cast<double>(head_dim_), -0.5);
   std::vector<torch::Tensor> outs;
@@ -106,7 +112,7 @@ torch::Tensor VisionBlockImpl::forward(const torch::Tensor& x, const torch::Tens
     // Bidirectional attention inside one image frame only.
     auto seg = Slice(cu[i], cu[i + 1]);
     auto qs = q.index({Slice(), seg}), ks = k.index({Slice(), seg}), vs = v.index({Slice(), seg});
-    auto probs = torch::softmax(torch::matmul(qs, ks.transpose(-1, -2)) * scale, -1, torch::kFloat)
+    auto probs = torch::softmax(torch::matmul(qs, ks.transpose(-1, -2)) * scale, -1, upcast_type(q))
                      .to(q.scalar_type());
     outs.push_back(torch::matmul(probs, vs));
   }

@@ -102,6 +102,7 @@ void Qwen3VL::set_gradient_checkpointing(bool text_layers, bool vision_blocks) {
 }
 
 torch::ScalarType Qwen3VL::compute_dtype() const {
+  if (runtime_.param_dtype == torch::kDouble) return torch::kDouble;  // gradient checks
   return runtime_.device.is_cuda() ? runtime_.param_dtype : torch::kFloat;
 }
 

@@ -21,6 +21,7 @@
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/train/adamw.h"
+#include "coordexp/train/channel_a_step.h"
 #include "coordexp/train/checkpoint.h"
 #include "coordexp/train/param_groups.h"
 #include "coordexp/train/progress.h"
@@ -31,6 +32,7 @@
 #include "coordexp/util/error.h"
 #include "coordexp/util/fs.h"
 #include "coordexp/util/safetensors.h"
+#include "coordexp/util/threads.h"
 
 namespace coordexp::train {
 namespace fs = std::filesystem;
@@ -137,6 +139,7 @@ struct StepStats {
   int64_t num_samples = 0;
   int64_t num_tokens = 0;
   int64_t num_poly_excluded = 0;
+  ChannelADiagnostics channel_a;  // Channel-A steps only
 
   void add_terms(const coord::LossTerms& t) {
     const auto s = t.detached_sums();
@@ -163,13 +166,21 @@ struct StepStats {
     n.push_back(num_samples);
     n.push_back(num_tokens);
     n.push_back(num_poly_excluded);
+    n.push_back(channel_a.num_slots);
+    n.push_back(channel_a.argmax_changed);
+    n.push_back(channel_a.decoder_forwards);
+    d.push_back(channel_a.abs_shift_sum);
     r.sum(d);
     r.sum(n);
-    std::copy(d.begin(), d.end(), sums.begin());
+    std::copy(d.begin(), d.begin() + coord::kNumTerms, sums.begin());
     for (int i = 0; i < coord::kNumTerms; ++i) active[i] = n[static_cast<size_t>(i)] > 0;
     num_samples = n[coord::kNumTerms];
     num_tokens = n[coord::kNumTerms + 1];
     num_poly_excluded = n[coord::kNumTerms + 2];
+    channel_a.num_slots = n[coord::kNumTerms + 3];
+    channel_a.argmax_changed = n[coord::kNumTerms + 4];
+    channel_a.decoder_forwards = n[coord::kNumTerms + 5];
+    channel_a.abs_shift_sum = d[coord::kNumTerms];
   }
 };
 
@@ -189,6 +200,8 @@ struct Trainer::Impl {
   std::unique_ptr<data::DataLoader> loader;
   std::optional<model::Qwen3VL> model;
   coord::CoordIdRange coord_ids;
+  bool stage2 = false;  // train.stage: Channel-A steps instead of Stage-1 steps
+  ChannelASettings channel_a;
   std::unique_ptr<AdamW> optimizer;
   LrSchedule schedule;
   std::unique_ptr<CheckpointManager> checkpoints;
@@ -216,7 +229,9 @@ void Trainer::Impl::setup() {
     throw ConfigError(std::string("WORLD_SIZE=") + ws + " but no process group was given to the trainer",
                       "environment WORLD_SIZE", "run a single process (unset WORLD_SIZE) until multi-process "
                       "training is wired in");
-  if (cfg.train.num_threads > 0) at::set_num_threads(cfg.train.num_threads);
+  if (cfg.train.num_threads > 0) util::set_compute_threads(cfg.train.num_threads);
+  stage2 = cfg.train.stage == "stage2";
+  channel_a = ChannelASettings::from_options(cfg.channel_a);
   runtime = resolve_runtime(cfg);
   if (runtime.device.is_cpu()) {
     // A CPU step allocates and frees tensors of tens of MB (full-vocab logits, embedding gradients,
@@ -379,6 +394,17 @@ void Trainer::Impl::log_run_summary() const {
                cfg.train.grad_accum_steps, reducer->world_size());
   for (const auto& [reason, count] : r.invalid) spdlog::warn("train data: {} record(s) skipped: {}", count, reason);
   if (val_set) spdlog::info("validation data: {} samples", val_set->size());
+  if (stage2) {
+    const auto& a = cfg.channel_a;
+    spdlog::info("stage2: Channel-A on every step (no Channel-B rollouts in this build): {} forward(s), "
+                 "grad {}, context embeddings {} (tau_A {}), init {}, geometry decode {}",
+                 a.n_softctx_iter, a.softctx_grad_mode, a.coord_ctx_embed_mode, a.ctx_tau, a.init,
+                 cfg.coord.decode_mode);
+    if (cfg.loss.geo.weight == 0.0 && cfg.loss.coord_dist.mode == "none")
+      spdlog::warn("stage2 with loss.geo.weight = 0 and loss.coord_dist.mode = none: the self-context forwards "
+                   "feed no loss, so Channel-A costs {} forwards for a Stage-1 update; set loss.geo.weight",
+                   channel_a.override_forwards() + 1);
+  }
 }
 
 void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
@@ -478,7 +504,11 @@ TrainResult Trainer::Impl::train_loop() {
 
     // 2. Forward + backward of each micro-batch, its loss divided by the global counts.
     for (PreparedBatch& pb : micro) {
-      const coord::LossTerms terms = stage1_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss);
+      // Stage-2 routes every step to Channel-A: it is the fallback whenever no Channel-B rollout
+      // batch is ready (seed 6.1.1), and this build has no rollout queue yet.
+      const coord::LossTerms terms =
+          stage2 ? channel_a_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss, channel_a, &st.channel_a)
+                 : stage1_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss);
       st.add_terms(terms);
       const torch::Tensor total = coord::total_loss(terms, st.counts, cfg.loss);
       if (total.requires_grad() && std::isfinite(total.item<double>())) total.backward();
@@ -546,6 +576,15 @@ TrainResult Trainer::Impl::train_loop() {
       rec["tokens_per_s"] = snap.tokens_per_s;
       rec["samples_per_s"] = snap.samples_per_s;
       if (st.num_poly_excluded > 0) rec["num_poly_excluded"] = st.num_poly_excluded;
+      if (stage2) {
+        rec["step_kind"] = "A";
+        rec["a_decoder_forwards"] = st.channel_a.decoder_forwards;
+        if (st.channel_a.num_slots > 0) {
+          const double slots = static_cast<double>(st.channel_a.num_slots);
+          rec["a_ctx_shift_bins"] = 999.0 * st.channel_a.abs_shift_sum / slots;
+          rec["a_ctx_argmax_changed"] = static_cast<double>(st.channel_a.argmax_changed) / slots;
+        }
+      }
       rec["num_samples"] = state.num_samples;
       rec["num_tokens"] = state.num_tokens;
       for (const auto& [k, v] : loader->counters()) rec[k] = v;

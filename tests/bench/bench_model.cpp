@@ -2,13 +2,13 @@
 // forward+backward time of one image + text sample with the achieved FLOP rate next to a measured
 // sgemm rate, and prefill vs decode tokens/s with the KV cache. FLOPs are counted analytically
 // (2 per multiply-add of every matmul actually executed, attention included); elementwise ops are
-// not counted. Threads: COORDEXP_BENCH_THREADS (default: all hardware threads).
+// not counted. Threads (LibTorch and BLIS): COORDEXP_BENCH_THREADS (default: all hardware threads).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
-#include <thread>
 
 #include "coordexp/model/qwen3vl.h"
+#include "coordexp/util/threads.h"
 
 namespace cm = coordexp::model;
 
@@ -46,7 +46,7 @@ void set_threads() {
   static bool done = false;
   if (done) return;
   const char* env = std::getenv("COORDEXP_BENCH_THREADS");
-  at::set_num_threads(env ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency()));
+  coordexp::util::set_compute_threads(env ? std::atoi(env) : coordexp::util::default_compute_threads());
   done = true;
 }
 

@@ -22,7 +22,7 @@ namespace coordexp::model {
 
 // Resolved runtime choices (from config::ModelOptions).
 struct ModelRuntime {
-  torch::ScalarType param_dtype = torch::kFloat;  // float32 or bfloat16
+  torch::ScalarType param_dtype = torch::kFloat;  // float32 or bfloat16; float64 computes in float64 (tests)
   torch::Device device = torch::kCPU;
   bool cuda_autocast = true;                      // bf16 autocast on CUDA; CPU computes float32
   bool use_sdpa = false;                          // decoder attention via the fused kernel
@@ -120,7 +120,8 @@ class Qwen3VL {
   // Canonical key -> parameter (exactly the weight-table keys that are module parameters).
   std::map<std::string, torch::Tensor> named_parameters() const;
   void set_gradient_checkpointing(bool text_layers, bool vision_blocks);
-  // The float dtype activations are computed in (float32 on CPU; the parameter dtype on CUDA).
+  // The float dtype activations are computed in (float32 on CPU; the parameter dtype on CUDA;
+  // float64 for float64 parameters).
   torch::ScalarType compute_dtype() const;
 
  private:

@@ -27,6 +27,19 @@ struct PreparedBatch {
 // (token CE per type, coord slots / objects of L_coord_dist and L_geo).
 PreparedBatch prepare_batch(data::Batch batch, const config::LossOptions& loss);
 
+// Forward 0 of a micro-batch, shared by Stage-1 and Channel-A: the teacher-forced GT forward with
+// logits only at the rows that predict answer tokens ([N, V], aligned with response_targets) and
+// the token CE terms (context gt) from them. `vision` holds the batch's encoded images.
+struct GtForward {
+  torch::Tensor logits_NV;
+  coord::LossTerms ce_terms;
+};
+GtForward gt_forward(model::Qwen3VL& model, const PreparedBatch& prepared, const model::VisionFeatures& vision,
+                     const config::LossOptions& loss);
+
+// bool [B, T] with the given rows of the flattened [B * T] sequence set (each at most once).
+torch::Tensor flat_row_mask(const torch::Tensor& flat_rows, int64_t B, int64_t T);
+
 // Forward of one prepared micro-batch on `model` (images encoded, logits only at the rows that predict
 // answer tokens) and the registry terms as (sum, local count). An empty batch (every sample skipped)
 // gives terms that are all inactive.

@@ -1,7 +1,7 @@
-// Trainer: the Stage-1 SFT loop and the owner of its state (model, tokenizer, data loaders, optimizer,
-// schedule, checkpoints, metrics). One optimizer step = grad_accum_steps micro-batches: supervised items
-// are counted over all of them (and over ranks) first, each micro-batch's loss is divided by those
-// global counts and backpropagated, then a NaN/Inf guard, global grad-norm clipping and an AdamW update.
+// Trainer: the training loop (Stage-1 SFT steps or Stage-2 Channel-A steps) and the owner of its
+// state (model, tokenizer, data loaders, optimizer, schedule, checkpoints, metrics). One optimizer
+// step = grad_accum_steps micro-batches: supervised items are counted over all of them (and over
+// ranks) first, each micro-batch's loss is divided by those global counts and backpropagated, then a NaN/Inf guard, global grad-norm clipping and an AdamW update.
 // Checkpoints are Hugging Face model directories plus trainer_state/, written atomically; resuming from
 // one continues the loss sequence bit-exactly on CPU. The CLI (apps/cmd_train.cpp) only wires this up.
 #pragma once

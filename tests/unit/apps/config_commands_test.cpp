@@ -64,7 +64,7 @@ TEST(PrintConfig, PrintsTheResolvedConfigThatReloadsToTheSameValues) {
   const CliResult r = run_in_process({"print-config", "--config", kTiny.c_str(), "--set",
                                       "optim.lr=5e-4", "--set", "optim.vision.freeze=true"});
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_EQ(r.out.rfind("train:\n  output_dir: runs/stage1_tiny_debug\n", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.rfind("train:\n  stage: stage1\n  output_dir: runs/stage1_tiny_debug\n", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("\n  lr: 0.0005\n"), std::string::npos) << r.out;
 
   const std::string dir = temp_dir("coordexp_print_config");

@@ -12,6 +12,7 @@
 namespace coordexp::config {
 
 struct TrainOptions {
+  std::string stage = "stage1";               // stage1 (SFT) | stage2 (Channel-A steps; Channel-B joins with rollout)
   std::string output_dir = "runs/coordexp";  // run directory: config.yaml, train.log, metrics, checkpoints
   int64_t seed = 42;                          // seeds model init, data shuffle and sampling (CLI --seed wins)
   int64_t max_steps = 0;                      // optimizer steps; 0 = run `epochs` full passes instead
@@ -35,6 +36,9 @@ struct TrainOptions {
 
 template <class V>
 void visit_fields(V& v, TrainOptions& o) {
+  v.field(Field("stage", "stage1 = SFT on the GT answer (context gt); stage2 = Stage-2 steps: "
+                         "Channel-A (channel_a.*) on every step until Channel-B rollout steps are "
+                         "available in this build.").choices({"stage1", "stage2"}), o.stage);
   v.field(Field("output_dir", "Run directory: resolved config.yaml, train.log, metrics.jsonl and "
                               "checkpoints are written here (created if missing)."), o.output_dir);
   v.field(Field("seed", "Random seed for initialization, data shuffling and sampling; the global "

@@ -1,0 +1,258 @@
+// Channel-A (train/channel_a_step.h) on the tiny random model and synthetic batches: one forward
+// equals Stage-1, init=gt is the seed's one-iteration delay, padding/batching does not move the coord
+// slots, ST is hard forward, the self-context really changes the coord logits, unroll is the exact
+// gradient of the soft loop (float64 central differences) while em_detach is not, and the trainer
+// runs stage2 with Channel-A steps.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "coordexp/data/dataset.h"
+#include "coordexp/data/loader.h"
+#include "coordexp/model/qwen3vl.h"
+#include "coordexp/tokenizer/tokenizer.h"
+#include "coordexp/train/channel_a_step.h"
+#include "coordexp/train/trainer.h"
+#include "fixture.h"
+
+namespace coordexp::train {
+namespace {
+
+using testing::Assets;
+
+// Geometry and a coord-distribution term on, so the self-context forwards feed the loss.
+config::LossOptions geo_loss() {
+  config::LossOptions l;
+  l.geo.weight = 1.0;
+  l.coord_dist.mode = "dfl";
+  l.coord_dist.weight = 0.5;
+  return l;
+}
+
+struct Setup {
+  std::shared_ptr<tokenizer::Tokenizer> tok;
+  std::shared_ptr<const data::DetectionDataset> dataset;
+  coord::CoordIdRange ids;
+
+  Setup() {
+    const Assets& a = Assets::get();
+    tok = tokenizer::Tokenizer::from_dir(a.model_dir);
+    ids.first_id = tok->coord_vocab().first_id;
+    config::PreprocessOptions pre;
+    pre.min_pixels = pre.max_pixels = 4096;
+    auto preprocessor = std::make_shared<const model::ImagePreprocessor>(
+        model::ImagePreprocessor::from_model_dir(a.model_dir, pre));
+    config::DataOptions d;
+    d.num_workers = 0;
+    dataset = std::make_shared<const data::DetectionDataset>(std::vector<std::string>{a.train_jsonl},
+                                                             data::DatasetOptions::from_config(d, {}), tok, preprocessor);
+  }
+
+  // Samples [first, first + n) as one micro-batch (right-padded when lengths differ).
+  PreparedBatch batch(int64_t first, int64_t n, const config::LossOptions& loss) const {
+    std::vector<data::Sample> samples;
+    for (int64_t i = first; i < first + n; ++i) samples.push_back(dataset->get(i, 0));
+    return prepare_batch(data::collate(std::move(samples), dataset->pad_id()), loss);
+  }
+
+  model::Qwen3VL model(torch::ScalarType dtype = torch::kFloat) const {
+    model::ModelRuntime rt;
+    rt.param_dtype = dtype;
+    return model::Qwen3VL::load(Assets::get().model_dir, rt);
+  }
+};
+
+const Setup& setup() {
+  static const Setup s;
+  return s;
+}
+
+ChannelASettings settings(int n, const std::string& mode = "st", const std::string& grad = "unroll",
+                          const std::string& init = "ctx") {
+  config::ChannelAOptions o;
+  o.n_softctx_iter = n;
+  o.coord_ctx_embed_mode = mode;
+  o.softctx_grad_mode = grad;
+  o.init = init;
+  return ChannelASettings::from_options(o);
+}
+
+// Every active term's sum, in term order (inactive terms are NaN so activity must match too).
+std::vector<double> sums_of(const coord::LossTerms& t) {
+  std::vector<double> out;
+  const auto s = t.detached_sums();
+  const auto a = t.active();
+  for (int i = 0; i < coord::kNumTerms; ++i) out.push_back(a[i] ? s[i] : std::nan(""));
+  return out;
+}
+
+void expect_same_sums(const coord::LossTerms& a, const coord::LossTerms& b, double tol, const std::string& what) {
+  const auto x = sums_of(a), y = sums_of(b);
+  for (int i = 0; i < coord::kNumTerms; ++i) {
+    if (std::isnan(x[i]) || std::isnan(y[i])) {
+      EXPECT_EQ(std::isnan(x[i]), std::isnan(y[i])) << what << " term " << i;
+      continue;
+    }
+    EXPECT_NEAR(x[i], y[i], tol * (1.0 + std::abs(y[i]))) << what << " term " << i;
+  }
+}
+
+// A batch with at least one bbox object (the synthetic data has 1-2 per image).
+PreparedBatch first_batch_with_objects(int64_t n, const config::LossOptions& loss) {
+  for (int64_t i = 0; i + n <= setup().dataset->size(); ++i) {
+    PreparedBatch pb = setup().batch(i, n, loss);
+    if (!pb.batch.response_layout.objects.empty()) return pb;
+  }
+  throw std::runtime_error("no sample with objects");
+}
+
+TEST(ChannelA, OneForwardIsStage1AndInitGtDelaysByOneIteration) {
+  const auto loss = geo_loss();
+  auto model = setup().model();
+  const PreparedBatch pb = first_batch_with_objects(2, loss);
+  const config::CoordOptions coord;
+  torch::NoGradGuard no_grad;
+  const auto stage1 = stage1_loss_terms(model, pb, setup().ids, coord, loss);
+  ChannelADiagnostics d1;
+  const auto a1 = channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(1), &d1);
+  expect_same_sums(a1, stage1, 0.0, "n=1 vs stage1");
+  EXPECT_EQ(d1.decoder_forwards, 1);
+  EXPECT_EQ(d1.num_slots, 0);
+  // init=gt: forward 1 would see GT coords, so n=2 is n=1 and n=3 is init=ctx's n=2.
+  expect_same_sums(channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(2, "st", "unroll", "gt")), stage1,
+                   0.0, "gt n=2 vs stage1");
+  expect_same_sums(channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(3, "st", "unroll", "gt")),
+                   channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(2)), 0.0, "gt n=3 vs ctx n=2");
+}
+
+TEST(ChannelA, SelfContextChangesOnlyGeometryAndStIsHardForward) {
+  const auto loss = geo_loss();
+  auto model = setup().model();
+  const PreparedBatch pb = first_batch_with_objects(2, loss);
+  const config::CoordOptions coord;
+  torch::NoGradGuard no_grad;
+  const auto tf = channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(1));
+  ChannelADiagnostics d;
+  const auto st = channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(2, "st"), &d);
+  const auto hard = channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(2, "hard"));
+  const auto soft = channel_a_loss_terms(model, pb, setup().ids, coord, loss, settings(2, "soft"));
+  // CE terms come from forward 0 in every mode.
+  for (auto term : {coord::Term::kStructCe, coord::Term::kDescCe, coord::Term::kCoordTokenCe})
+    EXPECT_EQ(st[term].sum.item<double>(), tf[term].sum.item<double>());
+  // ST = hard row forward: identical values; soft embeddings are a different input.
+  expect_same_sums(st, hard, 0.0, "st vs hard");
+  EXPECT_NE(st[coord::Term::kGeoHuber].sum.item<double>(), soft[coord::Term::kGeoHuber].sum.item<double>());
+  // The coord slots' context really changed the last forward's coord logits.
+  EXPECT_NE(st[coord::Term::kGeoHuber].sum.item<double>(), tf[coord::Term::kGeoHuber].sum.item<double>());
+  int64_t slots = 0;
+  for (const auto& o : pb.batch.response_layout.objects) slots += static_cast<int64_t>(o.coord_positions.size());
+  EXPECT_EQ(d.num_slots, slots);
+  EXPECT_EQ(d.decoder_forwards, 2);
+  EXPECT_GT(d.abs_shift_sum, 0.0);
+  // Counts are Stage-1's: one per bbox object for L_geo.
+  EXPECT_EQ(st[coord::Term::kGeoHuber].count, pb.counts[static_cast<int>(coord::Term::kGeoHuber)]);
+}
+
+TEST(ChannelA, BatchingAndPaddingGiveThePerSampleTerms) {
+  const auto loss = geo_loss();
+  auto model = setup().model();
+  const config::CoordOptions coord;
+  torch::NoGradGuard no_grad;
+  const int64_t n = std::min<int64_t>(4, setup().dataset->size());
+  const PreparedBatch together = setup().batch(0, n, loss);
+  ASSERT_GT(together.batch.attention_mask.eq(0).sum().item<int64_t>(), 0) << "want padding in the batch";
+  coord::LossTerms separate;
+  for (int64_t i = 0; i < n; ++i)
+    separate += channel_a_loss_terms(model, setup().batch(i, 1, loss), setup().ids, coord, loss, settings(3));
+  expect_same_sums(channel_a_loss_terms(model, together, setup().ids, coord, loss, settings(3)), separate, 2e-4,
+                   "batched vs per-sample");
+}
+
+// Directional derivative along a random direction v of all parameters: autograd (g . v) against
+// central differences of the float64 loss. The soft/exp loop is smooth, so unroll must match;
+// em_detach drops the paths through the context distribution and must not.
+TEST(ChannelA, UnrollIsTheExactGradientOfTheSoftLoopInFloat64) {
+  auto loss = geo_loss();
+  loss.coord_dist.mode = "w1";  // smooth in the logits (DFL is too, W1 adds a second path)
+  loss.geo.iou_kind = "giou";   // CIoU's alpha is a constant in its backward (torchvision), not a derivative
+  // Only the self-context terms: the loop's share of the gradient is then not drowned by the CE's.
+  loss.struct_weight = loss.desc_weight = loss.eos_weight = 0.0;
+  loss.coord_ce.weight = 0.0;
+  auto model = setup().model(torch::kDouble);
+  const PreparedBatch pb = first_batch_with_objects(1, loss);
+  const config::CoordOptions coord;  // exp decode
+  auto params = model.named_parameters();
+  std::vector<torch::Tensor> dirs;
+  auto gen = at::detail::createCPUGenerator(11);
+  for (auto& [k, p] : params) dirs.push_back(torch::randn(p.sizes(), gen, torch::kDouble));
+
+  auto total = [&](const ChannelASettings& s) {
+    const auto terms = channel_a_loss_terms(model, pb, setup().ids, coord, loss, s);
+    return coord::total_loss(terms, terms.counts(), loss);
+  };
+  auto directional = [&](const ChannelASettings& s) {
+    for (auto& [k, p] : params) p.mutable_grad() = torch::Tensor();
+    total(s).backward();
+    double dot = 0.0;
+    size_t i = 0;
+    for (auto& [k, p] : params) {
+      if (p.grad().defined()) dot += (p.grad() * dirs[i]).sum().item<double>();
+      ++i;
+    }
+    return dot;
+  };
+  auto shifted_loss = [&](const ChannelASettings& s, double eps) {
+    torch::NoGradGuard no_grad;
+    size_t i = 0;
+    for (auto& [k, p] : params) p.add_(dirs[i++], eps);
+    const double v = total(s).item<double>();
+    i = 0;
+    for (auto& [k, p] : params) p.sub_(dirs[i++], eps);
+    return v;
+  };
+  const ChannelASettings unroll = settings(3, "soft", "unroll");
+  const double eps = 1e-6;
+  const double fd = (shifted_loss(unroll, eps) - shifted_loss(unroll, -eps)) / (2 * eps);
+  const double g_unroll = directional(unroll);
+  const double g_detach = directional(settings(3, "soft", "em_detach"));
+  EXPECT_NEAR(g_unroll, fd, 1e-6 * std::abs(fd) + 1e-9) << "unroll " << g_unroll << " fd " << fd;
+  EXPECT_GT(std::abs(g_detach - fd), 100.0 * std::abs(g_unroll - fd) + 1e-9)
+      << "em_detach " << g_detach << " unroll " << g_unroll << " fd " << fd;
+  // Same forward value whatever the gradient mode.
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(total(unroll).item<double>(), total(settings(3, "soft", "em_detach")).item<double>());
+}
+
+TEST(ChannelA, TrainerRunsStage2WithChannelASteps) {
+  const std::string out = testing::fresh_dir("channel_a_stage2");
+  config::RunConfig c = testing::base_config(out);
+  c.train.stage = "stage2";
+  c.train.max_steps = 12;
+  c.train.micro_batch_size = 2;
+  c.data.shuffle = false;
+  c.loss = geo_loss();
+  c.optim.lr = 3e-3;
+  const TrainResult r = Trainer(c).run();
+  EXPECT_EQ(r.start_step + r.steps_done, 12);
+  const auto recs = testing::metrics_with(out, "step_kind");
+  ASSERT_EQ(recs.size(), 12u);
+  for (const auto& j : recs) {
+    EXPECT_EQ(j["step_kind"], "A");
+    EXPECT_EQ(j["a_decoder_forwards"], 2);  // one micro-batch, n_softctx_iter = 2
+    EXPECT_TRUE(j.contains("loss_geo_huber") && j.contains("loss_geo_ciou") && j.contains("loss_coord_dist_dfl")) << j;
+    EXPECT_TRUE(std::isfinite(j["loss"].get<double>()));
+    // The total is the registry's weighted sum of the logged terms (lambda_geo 1, DFL weight 0.5).
+    const double sum = j["loss_struct_ce"].get<double>() + j["loss_desc_ce"].get<double>() +
+                       j["loss_coord_token_ce"].get<double>() + j["loss_geo_huber"].get<double>() +
+                       j["loss_geo_ciou"].get<double>() + 0.5 * j["loss_coord_dist_dfl"].get<double>();
+    EXPECT_NEAR(j["loss"].get<double>(), sum, 1e-9 * sum) << j;
+    EXPECT_GT(j["num_loss_struct_ce"].get<int64_t>(), 0);
+    EXPECT_LT(j["num_loss_struct_ce"].get<int64_t>(), j["num_tokens"].get<int64_t>()) << j;
+    EXPECT_GE(j["a_ctx_argmax_changed"].get<double>(), 0.0);
+  }
+}
+
+}  // namespace
+}  // namespace coordexp::train
