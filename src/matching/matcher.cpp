@@ -3,6 +3,7 @@
 // builds the same y_in.
 #include "coordexp/matching/matcher.h"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -119,6 +120,20 @@ MatchResult match_objects(const std::vector<MatchObject>& preds, const std::vect
   for (int g = 0; g < cost_PG.cols; ++g)
     if (!gt_matched[g]) out.fn.push_back(g);
   return out;
+}
+
+void set_prefix_subsets(protocol::YIn& y_in, const Predictions& preds, const MatchResult& result) {
+  std::vector<char> matched(preds.objects.size(), 0);
+  for (const auto& m : result.matched) matched.at(m.pred) = 1;
+  for (auto& o : y_in.objects) {
+    if (o.source != protocol::ObjectSource::kRolloutPrefix || o.subset != protocol::ObjectSubset::kUnassigned)
+      continue;
+    const auto it = std::lower_bound(preds.entry_index.begin(), preds.entry_index.end(), o.index);
+    COORDEXP_CHECK(it != preds.entry_index.end() && *it == o.index,
+                   "y_in prefix entry " << o.index << " is not one of the matched predictions");
+    o.subset = matched[it - preds.entry_index.begin()] ? protocol::ObjectSubset::kMatched
+                                                       : protocol::ObjectSubset::kFp;
+  }
 }
 
 }  // namespace coordexp::matching

@@ -1,7 +1,8 @@
 // Channel-B step B2 (seed 7.2, 5.5.3): the rollout's valid predicted objects vs the GT objects ->
 // cost matrix -> Hungarian (assignment.h) -> coord_gate / text_gate -> ValidMatched, FP, FN.
 // Every geometry enters through its bounding box in normalized [0,1] coordinates (a polygon via its
-// vertices' box). Stop-grad and LibTorch-free; y_in building is protocol/channel_b.h, masks coord/.
+// vertices' box). Stop-grad and LibTorch-free; y_in building is protocol/channel_b.h (this only sets
+// its prefix subsets), masks coord/.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "coordexp/config/sections/channel_b.h"
 #include "coordexp/matching/assignment.h"
 #include "coordexp/matching/box.h"
+#include "coordexp/protocol/channel_b.h"
 #include "coordexp/protocol/coordjson.h"
 #include "coordexp/protocol/parse.h"
 
@@ -32,7 +34,7 @@ MatchObject match_object_from_norm(std::string desc, protocol::GeometryKind kind
 // The valid entries of a parsed rollout (seed 7.2 B1), in order, with where each came from.
 struct Predictions {
   std::vector<MatchObject> objects;
-  std::vector<int32_t> entry_index;  // objects[p] is ParseResult::entries[entry_index[p]]
+  std::vector<int32_t> entry_index;  // ascending; objects[p] is ParseResult::entries[entry_index[p]]
 };
 Predictions predictions_from_parse(const protocol::ParseResult& parsed);
 
@@ -68,5 +70,11 @@ struct MatchResult {
 // key) when `options` is invalid.
 MatchResult match_objects(const std::vector<MatchObject>& preds, const std::vector<MatchObject>& gts,
                           const config::MatchingOptions& options);
+
+// Finishes the rollout-prefix subsets of a y_in built from the same parse (protocol::build_y_in
+// leaves valid entries kUnassigned): kMatched for predictions in result.matched, kFp otherwise.
+// kInvalid and kFn objects are left alone. COORDEXP_CHECK: every kUnassigned prefix object is one
+// of `preds` (same ParseResult).
+void set_prefix_subsets(protocol::YIn& y_in, const Predictions& preds, const MatchResult& result);
 
 }  // namespace coordexp::matching

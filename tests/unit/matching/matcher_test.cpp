@@ -246,6 +246,42 @@ TEST(Matcher, PredictionsFromParseKeepValidEntriesWithTheirIndex) {
   EXPECT_DOUBLE_EQ(match_object_from_bins({"x", GeometryKind::kBbox, {0, 999, 500, 999}}).box[2], 500.0 / 999.0);
 }
 
+TEST(Matcher, SetPrefixSubsetsFromTheMatch) {
+  // Entries: 0 valid (matched), 1 invalid, 2 valid (gated out), 3 valid (unassigned); then one FN.
+  Predictions preds;
+  preds.objects = {box("a", 0, 0, 0.5, 0.5), box("b", 0, 0, 0.1, 0.1), box("c", 0.6, 0.6, 0.7, 0.7)};
+  preds.entry_index = {0, 2, 3};
+  const std::vector<MatchObject> gts = {box("a", 0, 0, 0.5, 0.5), box("b", 0.8, 0.8, 0.9, 0.9)};
+  MatchingOptions o;
+  o.cost_text = 10.0;  // forces b -> b (then gated out by IoU 0)
+  const MatchResult r = match_objects(preds.objects, gts, o);
+  ASSERT_EQ(pairs(r), (std::vector<std::pair<int, int>>{{0, 0}}));
+  ASSERT_EQ(r.fp, (std::vector<int>{1, 2}));
+  ASSERT_EQ(r.fn, (std::vector<int>{1}));
+  ASSERT_EQ(r.rejected.size(), 1u);
+
+  using coordexp::protocol::ObjectSource;
+  using coordexp::protocol::ObjectSubset;
+  coordexp::protocol::YIn y_in;
+  for (int e = 0; e < 4; ++e) {
+    coordexp::protocol::YInObject obj;
+    obj.index = e;
+    obj.subset = e == 1 ? ObjectSubset::kInvalid : ObjectSubset::kUnassigned;
+    y_in.objects.push_back(obj);
+  }
+  coordexp::protocol::YInObject fn;
+  fn.source = ObjectSource::kInjectedFn;
+  fn.subset = ObjectSubset::kFn;
+  y_in.objects.push_back(fn);
+  set_prefix_subsets(y_in, preds, r);
+  std::vector<ObjectSubset> got;
+  for (const auto& obj : y_in.objects) got.push_back(obj.subset);
+  EXPECT_EQ(got, (std::vector<ObjectSubset>{ObjectSubset::kMatched, ObjectSubset::kInvalid, ObjectSubset::kFp,
+                                            ObjectSubset::kFp, ObjectSubset::kFn}));
+  y_in.objects[1].subset = ObjectSubset::kUnassigned;  // an entry that is not a prediction
+  EXPECT_THROW(set_prefix_subsets(y_in, preds, r), coordexp::InternalError);
+}
+
 TEST(MatchingOptions, ValidateNamesTheKey) {
   EXPECT_NO_THROW(MatchingOptions{}.validate());
   const std::vector<std::pair<void (*)(MatchingOptions&), std::string>> bad = {
