@@ -72,8 +72,9 @@ void visit_fields(V& v, RunConfig& c) {
                       "arrive with the roadmap step that implements the Stage-2 trainer.", c.stage2);
   v.section("channel_a", "Channel-A soft self-context. Fields arrive with the roadmap step that "
                          "implements Channel-A.", c.channel_a);
-  v.section("channel_b", "Channel-B rollout, Hungarian matching and FN injection. Fields arrive "
-                         "with the roadmap step that implements Channel-B.", c.channel_b);
+  v.section("channel_b", "Channel-B rollout, Hungarian matching and FN injection. Matching and "
+                         "gating keys are under channel_b.matching; the other fields arrive with the "
+                         "roadmap steps that implement them.", c.channel_b);
   v.section("rollout", "Autoregressive generation (decoding, sampling). Fields arrive with the "
                        "roadmap step that implements rollout.", c.rollout);
   v.section("eval", "Evaluation (COCO-style mAP, F1, diagnostics). Fields arrive with the roadmap "

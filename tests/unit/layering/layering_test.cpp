@@ -20,7 +20,7 @@ const std::map<std::string, int> kLayer = {
     {"data", 3},     {"rollout", 3},  {"eval", 4},      {"train", 5},
     {"apps", 6},
 };
-const std::set<std::string> kNoTorch = {"tokenizer", "protocol"};
+const std::set<std::string> kNoTorch = {"tokenizer", "protocol", "matching"};
 
 // Module of a file: src/<module>/... or include/coordexp/<module>/...
 std::string module_of(const fs::path& root, const fs::path& file) {
