@@ -16,7 +16,6 @@
 #include "coordexp/dist/process_group.h"
 #include "coordexp/train/process_group_reducer.h"
 #include "coordexp/train/trainer.h"
-#include "coordexp/util/log.h"
 
 namespace coordexp::apps {
 namespace {

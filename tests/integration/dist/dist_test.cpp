@@ -14,6 +14,7 @@
 #include <chrono>
 #include <fcntl.h>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "coordexp/dist/launch_env.h"
@@ -243,6 +244,7 @@ TEST(DistTrain, TwoRanksEqualOneRankWithBothBatchesAndResumeBitExactly) {
     max_diff = std::max(max_diff, (p - two_ranks.at(k)).abs().max().item<double>());
     max_move = std::max(max_move, (p - initial.at(k)).abs().max().item<double>());
   }
+  std::cout << "max |2 ranks - 1 rank| = " << max_diff << ", max |trained - initial| = " << max_move << std::endl;
   EXPECT_LT(max_diff, 1e-5);
   EXPECT_GT(max_move, 1e-3);  // training moved the parameters: the comparison is not vacuous
 
