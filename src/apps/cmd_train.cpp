@@ -16,18 +16,28 @@
 #include "coordexp/dist/process_group.h"
 #include "coordexp/train/process_group_reducer.h"
 #include "coordexp/train/trainer.h"
+#include "coordexp/util/log.h"
 
 namespace coordexp::apps {
 namespace {
 
+dist::GroupOptions group_options(const config::DistOptions& d) {
+  dist::GroupOptions o;
+  o.backend = d.backend;
+  o.timeout_s = d.timeout_s;
+  o.bucket_bytes = int64_t{d.bucket_mb} << 20;
+  return o;
+}
+
 // The single hand-off point to the training loop; with WORLD_SIZE > 1 every rank joins the process
 // group first (all ranks must reach this point within dist.timeout_s).
-int run_training(const config::RunConfig& cfg, const RunDirectory& run, const dist::LaunchEnv& env) {
+int run_training(const config::RunConfig& cfg, const RunDirectory& run) {
   spdlog::info("run directory {}", run.dir);
+  const dist::LaunchEnv env = dist::launch_env_from_environment();
   std::shared_ptr<train::StepReducer> reducer;
   if (env.distributed())
     reducer = std::make_shared<train::ProcessGroupReducer>(
-        dist::ProcessGroup::connect(env, cfg.dist, train::trains_on_cuda(cfg)));
+        dist::ProcessGroup::connect(env, group_options(cfg.dist), train::trains_on_cuda(cfg)));
   train::Trainer trainer(cfg, reducer);
   trainer.run();
   return 0;
@@ -47,9 +57,9 @@ CommandRegistration add_train_command(CLI::App& app, const GlobalFlags& flags) {
             config::ConfigTree tree = resolve_config_tree(*args, flags);
             if (*resume) tree.set("checkpoint.resume", YAML::Node("auto"), "--resume");
             const auto cfg = config::read_options<config::RunConfig>(tree);
-            const dist::LaunchEnv env = dist::launch_env_from_environment();
-            const RunDirectory run = prepare_run_directory(cfg, tree, flags.log_level, env.rank);
-            return run_training(cfg, run, env);
+            const RunDirectory run =
+                prepare_run_directory(cfg, tree, flags.log_level, util::rank_from_env());
+            return run_training(cfg, run);
           }};
 }
 

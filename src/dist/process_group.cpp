@@ -6,8 +6,10 @@
 #ifndef USE_C10D_GLOO
 #error "this LibTorch has no Gloo backend (USE_C10D_GLOO undefined); coordexp needs it for multi-process CPU runs"
 #endif
-#ifdef USE_C10D_NCCL
+#ifdef COORDEXP_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
+#endif
+#ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -95,7 +97,7 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<torch::Tensor>& 
 
 struct ProcessGroup::Impl {
   LaunchEnv env;
-  config::DistOptions options;
+  GroupOptions options;
   std::string backend_name;
   torch::Device device = torch::kCPU;  // where collectives' tensors live
   c10::intrusive_ptr<c10d::Store> store;
@@ -109,9 +111,9 @@ struct ProcessGroup::Impl {
       work->wait();
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("dist: ") + what + " on rank " + std::to_string(env.rank) + " of " +
-                               std::to_string(env.world_size) + " failed (" + e.what() +
-                               "). Another rank probably stopped or crashed (see its log), or did not reach "
-                               "this point within dist.timeout_s = " + std::to_string(options.timeout_s) + " s");
+                               std::to_string(env.world_size) + " failed. Another rank probably stopped or crashed "
+                               "(see its log), or did not reach this point within dist.timeout_s = " +
+                               std::to_string(options.timeout_s) + " s. Cause: " + e.what());
     }
   }
 
@@ -140,15 +142,20 @@ struct ProcessGroup::Impl {
 ProcessGroup::ProcessGroup(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ProcessGroup::~ProcessGroup() = default;
 
-std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const config::DistOptions& options,
+std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const GroupOptions& options,
                                                     bool on_cuda) {
-  options.validate();
+  COORDEXP_CHECK(options.timeout_s > 0 && options.bucket_bytes > 0, "timeout_s " << options.timeout_s
+                                                                                  << ", bucket_bytes " << options.bucket_bytes);
   auto impl = std::make_unique<Impl>();
   impl->env = env;
   impl->options = options;
   impl->backend_name = resolve_backend(options.backend, on_cuda);
   const std::chrono::milliseconds timeout(static_cast<int64_t>(options.timeout_s) * 1000);
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+#ifdef COORDEXP_WITH_CUDA
+  // One GPU per local rank: the model's "cuda" device (the current one) becomes cuda:LOCAL_RANK.
+  if (on_cuda) c10::cuda::set_device(static_cast<c10::DeviceIndex>(env.local_rank));
+#endif
 
   try {
     c10d::TCPStoreOptions so;
@@ -167,7 +174,6 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const 
       impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, env.rank, env.world_size, go);
     } else {
 #ifdef USE_C10D_NCCL
-      c10::cuda::set_device(static_cast<c10::DeviceIndex>(env.local_rank));
       impl->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
       auto no = c10d::ProcessGroupNCCL::Options::create();
       no->timeout = timeout;
@@ -180,9 +186,9 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const 
     throw std::runtime_error("dist: rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) +
                              " could not set up the " + impl->backend_name + " process group with the rendezvous at " +
                              where + " (MASTER_ADDR:MASTER_PORT) within dist.timeout_s = " +
-                             std::to_string(options.timeout_s) + " s: " + e.what() +
-                             ". Check that every rank got the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE, that rank 0 "
-                             "is running and the port is free and reachable");
+                             std::to_string(options.timeout_s) + " s. Check that every rank got the same "
+                             "MASTER_ADDR/MASTER_PORT/WORLD_SIZE, that rank 0 is running and the port is free and "
+                             "reachable. Cause: " + e.what());
   }
   spdlog::info("dist: rank {} of {} (local {} of {}) joined the {} process group at {}", env.rank, env.world_size,
                env.local_rank, env.local_world_size, impl->backend_name, where);
@@ -198,9 +204,8 @@ void ProcessGroup::all_reduce_sum(std::vector<int64_t>& values) { impl_->all_red
 void ProcessGroup::all_reduce_sum(std::vector<double>& values) { impl_->all_reduce_vector(values, torch::kFloat64); }
 
 void ProcessGroup::all_reduce_sum(const std::vector<torch::Tensor>& tensors) {
-  const int64_t bucket_bytes = static_cast<int64_t>(impl_->options.bucket_mb) << 20;
   torch::NoGradGuard no_grad;
-  for (const auto& bucket : plan_buckets(tensors, bucket_bytes)) {
+  for (const auto& bucket : plan_buckets(tensors, impl_->options.bucket_bytes)) {
     const torch::Tensor& first = tensors[bucket.front()];
     if (bucket.size() == 1 && first.is_contiguous() && first.device() == impl_->device) {
       torch::Tensor t = first;  // reduced in place, no staging copy

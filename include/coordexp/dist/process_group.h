@@ -12,10 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "coordexp/config/sections/dist.h"
 #include "coordexp/dist/launch_env.h"
 
 namespace coordexp::dist {
+
+// How the group is set up; the CLI fills it from the config's `dist:` section.
+struct GroupOptions {
+  std::string backend = "auto";              // auto (nccl on CUDA when available, else gloo) | gloo | nccl
+  int timeout_s = 1800;                      // rendezvous and per-collective timeout, seconds (> 0)
+  int64_t bucket_bytes = int64_t{25} << 20;  // cap of one flat gradient bucket (> 0)
+};
 
 // "gloo" or "nccl" for dist.backend on a CPU or CUDA run. Throws ConfigError (key dist.backend) for
 // nccl on CPU or in a build without NCCL.
@@ -32,10 +38,10 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<torch::Tensor>& 
 class ProcessGroup {
  public:
   // Joins (or hosts, on rank 0) the rendezvous and creates the group; blocks until all
-  // env.world_size ranks joined. On NCCL selects CUDA device env.local_rank first. Throws
+  // env.world_size ranks joined. A CUDA run first makes cuda:env.local_rank the current device. Throws
   // ConfigError for a bad backend choice and std::runtime_error naming MASTER_ADDR:MASTER_PORT when
-  // the rendezvous fails or times out (dist.timeout_s).
-  static std::unique_ptr<ProcessGroup> connect(const LaunchEnv& env, const config::DistOptions& options,
+  // the rendezvous fails or times out (options.timeout_s).
+  static std::unique_ptr<ProcessGroup> connect(const LaunchEnv& env, const GroupOptions& options,
                                                bool training_on_cuda);
   ~ProcessGroup();
   ProcessGroup(const ProcessGroup&) = delete;
@@ -49,8 +55,8 @@ class ProcessGroup {
   // order with the same lengths / shapes / dtypes (a mismatch hangs until the timeout or errors).
   void all_reduce_sum(std::vector<int64_t>& values);
   void all_reduce_sum(std::vector<double>& values);
-  // Sums each tensor over ranks in place, flattened into buckets of dist.bucket_mb (one collective
-  // per bucket). Tensors may be non-contiguous views; all must be defined.
+  // Sums each tensor over ranks in place, flattened into buckets of options.bucket_bytes (one
+  // collective per bucket). Tensors may be non-contiguous views; all must be defined.
   void all_reduce_sum(const std::vector<torch::Tensor>& tensors);
   // Rank 0's value on every rank (returned; the argument is ignored on ranks > 0).
   int64_t broadcast(int64_t value);

@@ -117,9 +117,9 @@ std::string logs_of(const std::string& log_prefix, int world) {
 TEST(DistWorker, DISABLED_Collectives) {
   ASSERT_NE(std::getenv(kWorkerEnv), nullptr) << "run by DistGloo.CollectivesMatchHandComputedValues";
   const LaunchEnv env = launch_env_from_environment();
-  config::DistOptions o;
+  GroupOptions o;
   o.timeout_s = 30;
-  o.bucket_mb = 1;
+  o.bucket_bytes = int64_t{1} << 20;
   auto pg = ProcessGroup::connect(env, o, false);
   ASSERT_EQ(pg->backend(), "gloo");
   const int r = pg->rank();
@@ -135,7 +135,7 @@ TEST(DistWorker, DISABLED_Collectives) {
   EXPECT_EQ(doubles[2], 1e16 + 1.0);  // exact in float64, lost in float32: no narrowing on the way
 
   // Gradients: two small floats (one a non-contiguous view) share a bucket, a 1.2 MB tensor is its
-  // own bucket (bucket_mb 1), a double tensor another: 3 collectives. Rank r holds (r+1) * base.
+  // own bucket (1 MiB buckets), a double tensor another: 3 collectives. Rank r holds (r+1) * base.
   const auto base = [](int64_t n, torch::ScalarType t) { return torch::arange(n, torch::TensorOptions().dtype(t)); };
   torch::Tensor a = base(12, torch::kFloat).view({3, 4}) * (r + 1);
   torch::Tensor b_storage = base(20, torch::kFloat).view({4, 5}) * (r + 1);
