@@ -1,6 +1,8 @@
 // `coordexp-train train --config FILE [--set k=v ...] [--resume]`: resolves and validates the config,
-// prepares the run directory (config.yaml, train.log) and hands the run to the Stage-1 trainer
-// (coordexp/train/trainer.h). Exit 0 also after a SIGINT/SIGTERM stop (a checkpoint was saved).
+// prepares the run directory (config.yaml, train.log), joins the process group when launched with
+// WORLD_SIZE > 1 (torchrun or any launcher setting RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) and hands
+// the run to the trainer (coordexp/train/trainer.h). Exit 0 also after a SIGINT/SIGTERM stop (a
+// checkpoint was saved).
 #include <spdlog/spdlog.h>
 
 #include <memory>
@@ -10,16 +12,33 @@
 #include "apps/run_dir.h"
 #include "coordexp/config/run_config.h"
 #include "coordexp/config/schema.h"
+#include "coordexp/dist/launch_env.h"
+#include "coordexp/dist/process_group.h"
+#include "coordexp/train/process_group_reducer.h"
 #include "coordexp/train/trainer.h"
 #include "coordexp/util/log.h"
 
 namespace coordexp::apps {
 namespace {
 
-// The single hand-off point to the training loop.
+dist::GroupOptions group_options(const config::DistOptions& d) {
+  dist::GroupOptions o;
+  o.backend = d.backend;
+  o.timeout_s = d.timeout_s;
+  o.bucket_bytes = int64_t{d.bucket_mb} << 20;
+  return o;
+}
+
+// The single hand-off point to the training loop; with WORLD_SIZE > 1 every rank joins the process
+// group first (all ranks must reach this point within dist.timeout_s).
 int run_training(const config::RunConfig& cfg, const RunDirectory& run) {
   spdlog::info("run directory {}", run.dir);
-  train::Trainer trainer(cfg);
+  const dist::LaunchEnv env = dist::launch_env_from_environment();
+  std::shared_ptr<train::StepReducer> reducer;
+  if (env.distributed())
+    reducer = std::make_shared<train::ProcessGroupReducer>(
+        dist::ProcessGroup::connect(env, group_options(cfg.dist), train::trains_on_cuda(cfg)));
+  train::Trainer trainer(cfg, reducer);
   trainer.run();
   return 0;
 }

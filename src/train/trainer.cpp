@@ -72,7 +72,7 @@ std::map<std::string, std::string> flatten(config::RunConfig c) {
 }
 
 // train.device / train.precision refine the model section's runtime choices.
-model::ModelRuntime resolve_runtime(const config::RunConfig& c) {
+config::ModelOptions effective_model_options(const config::RunConfig& c) {
   config::ModelOptions m = c.model;
   if (c.train.device != "auto") {
     if (m.device != "auto" && m.device != c.train.device)
@@ -82,7 +82,11 @@ model::ModelRuntime resolve_runtime(const config::RunConfig& c) {
   }
   if (c.train.precision == "fp32") m.cuda_autocast = false;
   if (c.train.precision == "bf16") m.cuda_autocast = true;
-  model::ModelRuntime r = model::ModelRuntime::from_options(m);
+  return m;
+}
+
+model::ModelRuntime resolve_runtime(const config::RunConfig& c) {
+  model::ModelRuntime r = model::ModelRuntime::from_options(effective_model_options(c));
   if (c.train.precision == "bf16" && !r.device.is_cuda())
     spdlog::warn("train.precision bf16 applies to CUDA only; this run computes in float32 on {}", r.device.str());
   return r;
@@ -118,14 +122,33 @@ std::string join_nonfinite(const coord::TermSums& sums, const coord::TermActive&
   return s;
 }
 
-// The gradient tensors of the trainable slices, each tensor once (slices may share one).
-std::vector<torch::Tensor> trainable_grads(const std::vector<ParamSlice>& slices) {
+// The trainable parameters, each tensor once (slices may share one).
+std::vector<torch::Tensor> trainable_params(const std::vector<ParamSlice>& slices) {
   std::vector<torch::Tensor> out;
   const void* last = nullptr;
   for (const auto& s : slices) {
-    if (s.param.unsafeGetTensorImpl() == last || !s.param.grad().defined()) continue;
+    if (s.param.unsafeGetTensorImpl() == last) continue;
     last = s.param.unsafeGetTensorImpl();
-    out.push_back(s.param.grad());
+    out.push_back(s.param);
+  }
+  return out;
+}
+
+// The gradients to sum over ranks, the same list on every rank. A rank whose micro-batches left a
+// parameter without a gradient (an empty or loss-free batch) gets zeros for it when another rank
+// has one; a parameter no rank touched keeps no gradient, as in a single-process run. One small
+// collective agrees on which gradients exist.
+std::vector<torch::Tensor> gradients_to_reduce(const std::vector<ParamSlice>& slices, StepReducer& reducer) {
+  const std::vector<torch::Tensor> params = trainable_params(slices);
+  std::vector<int64_t> defined;
+  for (const auto& p : params) defined.push_back(p.grad().defined() ? 1 : 0);
+  if (reducer.world_size() > 1) reducer.sum(defined);
+  std::vector<torch::Tensor> out;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (defined[i] == 0) continue;
+    torch::Tensor p = params[i];
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    out.push_back(p.grad());
   }
   return out;
 }
@@ -227,8 +250,8 @@ struct Trainer::Impl {
 void Trainer::Impl::setup() {
   if (const char* ws = std::getenv("WORLD_SIZE"); ws && std::atoi(ws) > 1 && reducer->world_size() == 1)
     throw ConfigError(std::string("WORLD_SIZE=") + ws + " but no process group was given to the trainer",
-                      "environment WORLD_SIZE", "run a single process (unset WORLD_SIZE) until multi-process "
-                      "training is wired in");
+                      "environment WORLD_SIZE", "launch with `coordexp-train train` (it joins the process group), "
+                      "or unset WORLD_SIZE for a single process");
   if (cfg.train.num_threads > 0) util::set_compute_threads(cfg.train.num_threads);
   stage2 = cfg.train.stage == "stage2";
   channel_a = ChannelASettings::from_options(cfg.channel_a);
@@ -248,7 +271,11 @@ void Trainer::Impl::setup() {
   // Where to start: checkpoint.resume = off | auto | <checkpoint dir>.
   const std::string& resume = cfg.checkpoint.resume;
   if (resume == "auto") {
+    // Rank 0 picks the checkpoint for everyone, so ranks cannot disagree on the start step.
     resume_from = checkpoints->latest();
+    std::string picked = resume_from ? resume_from->path : "";
+    reducer->broadcast(picked);
+    resume_from = picked.empty() ? std::nullopt : std::optional<CheckpointInfo>(CheckpointInfo{0, picked});
     if (!resume_from) spdlog::info("checkpoint.resume = auto: no complete checkpoint in {}, starting fresh", cfg.train.output_dir);
   } else if (resume != "off") {
     if (!fs::exists(fs::path(resume) / kCheckpointMarker))
@@ -439,11 +466,18 @@ void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
 }
 
 std::string Trainer::Impl::save_checkpoint() {
-  if (!is_main() || last_saved_step == state.step) return last_checkpoint;
-  const double t0 = now_s();
-  last_checkpoint = checkpoints->save(state.step, [&](const std::string& dir) { write_checkpoint_contents(dir); });
+  if (last_saved_step == state.step) return last_checkpoint;  // the same on every rank
+  if (is_main()) {
+    const double t0 = now_s();
+    last_checkpoint = checkpoints->save(state.step, [&](const std::string& dir) { write_checkpoint_contents(dir); });
+    spdlog::info("saved checkpoint {} ({:.1f} s)", last_checkpoint, now_s() - t0);
+  } else {
+    last_checkpoint = checkpoints->path_for(state.step);
+  }
   last_saved_step = state.step;
-  spdlog::info("saved checkpoint {} ({:.1f} s)", last_checkpoint, now_s() - t0);
+  // Only rank 0 writes; the others wait here so none runs ahead (or exits and gets resumed) while
+  // the checkpoint is incomplete.
+  reducer->barrier();
   return last_checkpoint;
 }
 
@@ -527,7 +561,7 @@ TrainResult Trainer::Impl::train_loop() {
     std::string nonfinite = join_nonfinite(st.sums, st.active, st.iou_kind);
     double norm = 0.0;
     if (nonfinite.empty()) {
-      reducer->sum_gradients(trainable_grads(optimizer->trainable()));
+      reducer->sum_gradients(gradients_to_reduce(optimizer->trainable(), *reducer));
       norm = grad_norm(optimizer->trainable());
       if (!std::isfinite(norm)) nonfinite = "gradient of " + first_nonfinite_grad(optimizer->trainable());
     }
@@ -610,9 +644,18 @@ TrainResult Trainer::Impl::train_loop() {
       progress.clear();
       save_checkpoint();
     }
-    if (stop.requested()) {
+    bool stop_now = stop.requested();
+    if (reducer->world_size() > 1) {  // a signal reaches ranks at different steps: stop together
+      std::vector<int64_t> flag{stop_now ? 1 : 0};
+      reducer->sum(flag);
+      stop_now = flag[0] > 0;
+    }
+    if (stop_now) {
       progress.clear();
-      spdlog::warn("signal {} received: saving a checkpoint at step {} and stopping", stop.signal_number(), state.step);
+      if (stop.requested())
+        spdlog::warn("signal {} received: saving a checkpoint at step {} and stopping", stop.signal_number(), state.step);
+      else
+        spdlog::warn("another rank received a stop signal: saving a checkpoint at step {} and stopping", state.step);
       result.stopped_by_signal = true;
       break;
     }
@@ -627,6 +670,10 @@ TrainResult Trainer::Impl::train_loop() {
   spdlog::info("training {} at step {}/{}; last checkpoint {}", result.stopped_by_signal ? "stopped" : "finished",
                state.step, total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint);
   return result;
+}
+
+bool trains_on_cuda(const config::RunConfig& config) {
+  return model::ModelRuntime::from_options(effective_model_options(config)).device.is_cuda();
 }
 
 Trainer::Trainer(config::RunConfig config, std::shared_ptr<StepReducer> reducer) : impl_(std::make_unique<Impl>()) {

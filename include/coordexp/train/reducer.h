@@ -1,12 +1,14 @@
 // The collectives a training step needs, behind a small interface so data parallelism plugs in
-// from outside (a c10d-backed implementation lives with src/dist): summing supervised-item counts
-// before the forward, summing gradients and metric sums after the backward. LocalReducer is the
-// single-process identity. No process-group code here.
+// from outside: summing supervised-item counts before the forward, summing gradients and metric
+// sums after the backward, agreeing on rank 0's choices (resume checkpoint, stop), and a barrier
+// around checkpoint writes. LocalReducer is the single-process identity; ProcessGroupReducer
+// (process_group_reducer.h) runs them over a c10d process group (src/dist).
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace coordexp::train {
@@ -21,8 +23,13 @@ class StepReducer {
   virtual void sum(std::vector<int64_t>& values) = 0;
   virtual void sum(std::vector<double>& values) = 0;
   // Sums each gradient tensor over ranks, in place (each rank's loss is already divided by the
-  // global count, so the sum is the global-batch gradient).
+  // global count, so the sum is the global-batch gradient). Every rank passes the same list of
+  // shapes (all defined).
   virtual void sum_gradients(const std::vector<torch::Tensor>& grads) = 0;
+  // Replaces `value` with rank 0's value on every rank.
+  virtual void broadcast(std::string& value) = 0;
+  // Returns once every rank has called it.
+  virtual void barrier() = 0;
 };
 
 class LocalReducer final : public StepReducer {
@@ -32,6 +39,8 @@ class LocalReducer final : public StepReducer {
   void sum(std::vector<int64_t>&) override {}
   void sum(std::vector<double>&) override {}
   void sum_gradients(const std::vector<torch::Tensor>&) override {}
+  void broadcast(std::string&) override {}
+  void barrier() override {}
 };
 
 }  // namespace coordexp::train

@@ -30,11 +30,16 @@ struct TrainResult {
 // "test hook: checkpoint save paused" to stderr and sleeps, so a test can kill the process mid-save.
 inline constexpr const char* kPauseSaveEnv = "COORDEXP_TEST_PAUSE_SAVE_AT_STEP";
 
+// Whether a run with this config computes on CUDA (train.device / model.device, and what this
+// build and machine have); the CLI picks the collective backend from it before the Trainer exists.
+bool trains_on_cuda(const config::RunConfig& config);
+
 class Trainer {
  public:
   // Loads everything the run needs (resuming per checkpoint.resume); throws ConfigError for bad
   // settings and DataError/FormatError for bad inputs, before any training happens.
-  // `reducer` null = single process.
+  // `reducer` null = single process; with a multi-rank reducer every rank constructs a Trainer with
+  // the same config, rank 0 alone writes checkpoints and metrics, and all ranks take the same steps.
   explicit Trainer(config::RunConfig config, std::shared_ptr<StepReducer> reducer = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
