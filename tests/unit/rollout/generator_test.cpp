@@ -1,5 +1,7 @@
-// generate() on the tiny fixture model (tests/data/qwen3vl-tiny-a) against brute force: greedy with
-// the KV cache equals argmax over full no-cache forwards of the growing sequence, token for token;
+// generate() on the tiny fixture model (tests/data/qwen3vl-tiny-a) against brute force: greedy and
+// sampled decoding with the KV cache equal argmax / the same draws over full no-cache forwards of
+// the growing sequence, token for token (greedy repeats one token on this random model, so the
+// sampled comparison is the one that feeds varied tokens through the cache);
 // batched rows of different lengths (with and without images, several chunks) equal each row alone;
 // a stop id ends a row (kept as its last id, nothing after it) while other rows go on;
 // max_new_tokens is respected; sampling is reproducible per seed, independent of batch composition
@@ -71,8 +73,10 @@ cr::GenerationRequest request(const std::vector<Row>& rs) {
   return req;
 }
 
-// Greedy by brute force: a full forward (no cache) over prompt + generated ids per step.
-std::vector<int64_t> brute_force_greedy(const Row& r, int64_t max_new, const std::vector<int64_t>& stop) {
+// Brute force: a full forward (no cache) over prompt + generated ids per step, then argmax, or a
+// draw from the row's own stream (kSample, seeded with `seed`).
+std::vector<int64_t> brute_force(const Row& r, int64_t max_new, const std::vector<int64_t>& stop,
+                                 const cr::GenerationOptions& o = {}, uint64_t seed = 0) {
   torch::NoGradGuard no_grad;
   cm::VisionFeatures vision;
   if (!r.pixels.empty()) {
@@ -80,13 +84,17 @@ std::vector<int64_t> brute_force_greedy(const Row& r, int64_t max_new, const std
     for (const auto& g : r.grids) grid.push_back(torch::tensor(g, torch::kLong).unsqueeze(0));
     vision = model().encode_images(torch::cat(r.pixels), torch::cat(grid));
   }
+  cr::RowRng rng(seed);
   std::vector<int64_t> seq = r.prompt, out;
   while (static_cast<int64_t>(out.size()) < max_new) {
     cm::ForwardInputs in;
     in.input_ids = torch::tensor(seq, torch::kLong).unsqueeze(0);
     in.vision = r.pixels.empty() ? nullptr : &vision;
     in.logits = cm::LogitsRequest::all();
-    const int64_t next = model().forward(in).logits[0][-1].argmax().item<int64_t>();
+    const auto logits = model().forward(in).logits[0][-1];
+    const int64_t next = o.mode == cr::DecodingMode::kGreedy
+                             ? logits.argmax().item<int64_t>()
+                             : cr::draw_from(cr::sampling_distribution(logits, o.sampling), rng.uniform());
     out.push_back(next);
     seq.push_back(next);
     if (std::find(stop.begin(), stop.end(), next) != stop.end()) break;
@@ -107,7 +115,7 @@ TEST(RolloutGenerate, GreedyEqualsBruteForceAloneAndBatched) {
   const auto rs = rows();
   const int64_t kMaxNew = 12;
   std::vector<std::vector<int64_t>> expected;
-  for (const auto& r : rs) expected.push_back(brute_force_greedy(r, kMaxNew, {}));
+  for (const auto& r : rs) expected.push_back(brute_force(r, kMaxNew, {}));
 
   // Each row alone.
   for (size_t i = 0; i < rs.size(); ++i) {
@@ -137,15 +145,27 @@ TEST(RolloutGenerate, GreedyEqualsBruteForceAloneAndBatched) {
 TEST(RolloutGenerate, StopIdEndsOnlyItsRow) {
   const auto rs = rows();
   const int64_t kMaxNew = 10;
-  const auto free_run = cr::generate(model(), request(rs), greedy(kMaxNew));
-  // Stop at row 0's 4th distinct-so-far token: the first position where it appears.
-  const auto& ids0 = free_run.rows[0].ids;
-  size_t k = 3;
-  while (k < ids0.size() && std::find(ids0.begin(), ids0.begin() + k, ids0[k]) != ids0.begin() + k) ++k;
-  ASSERT_LT(k, ids0.size()) << "row 0 repeats itself; pick other prompts";
-  const int64_t stop = ids0[k];
-  auto options = greedy(kMaxNew);
-  options.stop_ids = {kImEnd, stop};
+  // Sampled (greedy on this random model repeats one token forever); the same seeds give the same
+  // draws until the stop, so the stopped run must be the free run cut after the stop id.
+  cr::GenerationOptions options;
+  options.mode = cr::DecodingMode::kSample;
+  options.sampling = {1.5, 0, 1.0};
+  options.max_new_tokens = kMaxNew;
+  options.seed = 9;
+  const auto free_run = cr::generate(model(), request(rs), options);
+  // A stop id that some row first produces after at least one other token.
+  size_t stop_row = 0, k = 0;
+  for (size_t i = 0; i < rs.size() && k == 0; ++i) {
+    const auto& ids = free_run.rows[i].ids;
+    for (size_t j = 1; j < ids.size() && k == 0; ++j)
+      if (std::find(ids.begin(), ids.begin() + j, ids[j]) == ids.begin() + j) {
+        stop_row = i;
+        k = j;
+      }
+  }
+  ASSERT_GT(k, 0u) << "every row repeats one token; pick other prompts";
+  const int64_t stop = free_run.rows[stop_row].ids[k];
+  options.stop_ids = {stop};
   const auto res = cr::generate(model(), request(rs), options);
   for (size_t i = 0; i < rs.size(); ++i) {
     const auto& full = free_run.rows[i].ids;
@@ -153,13 +173,14 @@ TEST(RolloutGenerate, StopIdEndsOnlyItsRow) {
     const std::vector<int64_t> want(full.begin(), hit == full.end() ? full.end() : hit + 1);
     EXPECT_EQ(res.rows[i].ids, want) << "row " << i;
     EXPECT_EQ(res.rows[i].finish, hit == full.end() ? cr::FinishReason::kMaxNewTokens : cr::FinishReason::kEos);
-    EXPECT_EQ(res.rows[i].ids, brute_force_greedy(rs[i], kMaxNew, options.stop_ids)) << "row " << i;
   }
-  EXPECT_EQ(res.rows[0].ids.size(), k + 1);
-  EXPECT_STREQ(cr::finish_reason_name(res.rows[0].finish), "eos");
+  EXPECT_EQ(res.rows[stop_row].ids.size(), k + 1);
+  EXPECT_STREQ(cr::finish_reason_name(res.rows[stop_row].finish), "eos");
 
   // max_new_tokens = 1: only the prefill's token.
-  const auto one = cr::generate(model(), request(rs), greedy(1));
+  options.stop_ids.clear();
+  options.max_new_tokens = 1;
+  const auto one = cr::generate(model(), request(rs), options);
   for (size_t i = 0; i < rs.size(); ++i) EXPECT_EQ(one.rows[i].ids, std::vector<int64_t>{free_run.rows[i].ids[0]});
   EXPECT_EQ(one.stats.decode_steps, 0);
 }
@@ -172,6 +193,9 @@ TEST(RolloutGenerate, SamplingIsSeededAndBatchIndependent) {
   o.seed = 5;
   o.sampling = {1.5, 0, 1.0};
   const auto a = cr::generate(model(), request(rs), o);
+  // Varied tokens (greedy on this random model repeats one token): the cache path against brute force.
+  for (size_t i = 0; i < rs.size(); ++i)
+    EXPECT_EQ(a.rows[i].ids, brute_force(rs[i], o.max_new_tokens, {}, o, cr::row_seed(5, i))) << "row " << i;
   const auto b = cr::generate(model(), request(rs), o);
   o.batch_size = 1;
   const auto c = cr::generate(model(), request(rs), o);

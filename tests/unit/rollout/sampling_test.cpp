@@ -46,7 +46,9 @@ TEST(RolloutSampling, TopPKeepsSmallestPrefixWithEnoughMass) {
     const double mass = kept.sum().item<double>();
     EXPECT_GE(mass, top_p - 1e-12) << trial;
     EXPECT_LT(mass - kept.min().item<double>(), top_p) << trial;
-    if (dropped.numel() > 0) EXPECT_GE(kept.min().item<double>(), dropped.max().item<double>()) << trial;
+    if (dropped.numel() > 0) {
+      EXPECT_GE(kept.min().item<double>(), dropped.max().item<double>()) << trial;
+    }
   }
 }
 
