@@ -30,6 +30,7 @@ const CommandFactory kCommands[] = {
     &add_tokenize_command,
     &add_expand_vocab_command,
     &add_make_synthetic_data_command,
+    &add_generate_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

@@ -75,8 +75,8 @@ void visit_fields(V& v, RunConfig& c) {
   v.section("channel_b", "Channel-B rollout, Hungarian matching and FN injection. Matching and "
                          "gating keys are under channel_b.matching; the other fields arrive with the "
                          "roadmap steps that implement them.", c.channel_b);
-  v.section("rollout", "Autoregressive generation (decoding, sampling). Fields arrive with the "
-                       "roadmap step that implements rollout.", c.rollout);
+  v.section("rollout", "Autoregressive generation: greedy or temperature / top-k / top-p sampling, "
+                       "stop tokens, batch size (`generate`, Channel-B rollouts).", c.rollout);
   v.section("eval", "Evaluation (COCO-style mAP, F1, diagnostics). Fields arrive with the roadmap "
                     "step that implements evaluation.", c.eval);
 }

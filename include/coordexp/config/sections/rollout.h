@@ -1,15 +1,61 @@
-// `rollout:` section — autoregressive generation (decoding, sampling, constrained parsing).
-// Empty in this build: its fields arrive with the roadmap step that implements rollout generation, so that
-// configs can already name the section and the schema mechanism is in place.
+// `rollout:` section — autoregressive generation (greedy or temperature / top-k / top-p sampling),
+// used by `coordexp-train generate` and by Channel-B's rollouts. Plain data + validation; the rollout
+// module resolves it (stop token names -> ids) in coordexp/rollout/generator.h. No YAML here.
 #pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coordexp/config/field.h"
+#include "coordexp/util/error.h"
 
 namespace coordexp::config {
 
 struct RolloutOptions {
-  void validate() const {}
+  std::string decoding = "greedy";  // greedy (argmax) | sample (temperature, top_k, top_p)
+  int max_new_tokens = 1024;        // generated tokens per row at most (the stop token included)
+  double temperature = 1.0;         // sample: logits are divided by it (> 0); greedy ignores it
+  int top_k = 0;                    // sample: keep the k most likely tokens (0 = all)
+  double top_p = 1.0;               // sample: keep the smallest most-likely set with mass >= top_p (1 = all)
+  int batch_size = 8;               // rows generated together (prompts of different lengths are padded)
+  int64_t seed = 0;                 // sample: row r draws from a generator seeded by (seed, r)
+  std::vector<std::string> stop_tokens{"<|im_end|>", "<|endoftext|>"};  // a row ends at the first of these
+
+  void validate() const {
+    if (decoding != "greedy" && decoding != "sample")
+      throw ConfigError("invalid value '" + decoding + "'", "key rollout.decoding", "allowed: greedy | sample");
+    if (max_new_tokens < 1)
+      throw ConfigError("must be >= 1, got " + std::to_string(max_new_tokens), "key rollout.max_new_tokens");
+    if (!(temperature > 0.0))
+      throw ConfigError("must be > 0, got " + std::to_string(temperature), "key rollout.temperature",
+                        "use rollout.decoding: greedy for argmax decoding");
+    if (top_k < 0) throw ConfigError("must be >= 0 (0 = off), got " + std::to_string(top_k), "key rollout.top_k");
+    if (!(top_p > 0.0 && top_p <= 1.0))
+      throw ConfigError("must be in (0, 1], got " + std::to_string(top_p), "key rollout.top_p", "1 turns top-p off");
+    if (batch_size < 1) throw ConfigError("must be >= 1, got " + std::to_string(batch_size), "key rollout.batch_size");
+    if (seed < 0) throw ConfigError("must be >= 0, got " + std::to_string(seed), "key rollout.seed");
+    if (stop_tokens.empty())
+      throw ConfigError("needs at least one token", "key rollout.stop_tokens", "the default is [<|im_end|>, <|endoftext|>]");
+  }
 };
 
 template <class V>
-void visit_fields(V&, RolloutOptions&) {}
+void visit_fields(V& v, RolloutOptions& o) {
+  v.field(Field("decoding", "greedy: argmax each step; sample: draw from softmax(logits / temperature) "
+                            "restricted by top_k, then top_p")
+              .choices({"greedy", "sample"}), o.decoding);
+  v.field(Field("max_new_tokens", "generated tokens per row at most (the stop token included)").min(1),
+          o.max_new_tokens);
+  v.field(Field("temperature", "sample: logits are divided by it; greedy ignores it").min(1e-6), o.temperature);
+  v.field(Field("top_k", "sample: keep only the k most likely tokens (0 = off)").min(0), o.top_k);
+  v.field(Field("top_p", "sample: keep the smallest set of most likely tokens whose probability mass "
+                         ">= top_p (1 = off)").range(1e-6, 1.0), o.top_p);
+  v.field(Field("batch_size", "rows generated together (different prompt lengths are padded exactly)").min(1),
+          o.batch_size);
+  v.field(Field("seed", "sample: row r of a request draws from a generator seeded by (seed, r), so a row's "
+                        "draws do not depend on the other rows or on batch_size").min(0), o.seed);
+  v.field(Field("stop_tokens", "token texts that end a row (it is kept as the row's last token)"), o.stop_tokens);
+}
 
 }  // namespace coordexp::config

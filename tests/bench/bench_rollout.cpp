@@ -1,0 +1,115 @@
+// bench_rollout: rollout::generate decode speed (new tokens per second of decode steps) at batch 1
+// and 8, greedy, on the tiny fixture model (tests/data/qwen3vl-tiny-a: overhead-bound) and on
+// bench_model's ~100M-parameter shape (random weights, float32, CPU). Each row: one 8x8-patch image
+// (16 tokens) + 48 text tokens, 32 new tokens (no stop ids, so every row runs to the limit).
+// Threads (LibTorch and BLIS): COORDEXP_BENCH_THREADS (default: all hardware threads).
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+
+#include "coordexp/model/qwen3vl.h"
+#include "coordexp/rollout/generator.h"
+#include "coordexp/util/threads.h"
+
+namespace cm = coordexp::model;
+namespace cr = coordexp::rollout;
+
+namespace {
+
+constexpr int64_t kNewTokens = 32;
+
+void set_threads() {
+  static bool done = false;
+  if (done) return;
+  const char* env = std::getenv("COORDEXP_BENCH_THREADS");
+  coordexp::util::set_compute_threads(env ? std::atoi(env) : coordexp::util::default_compute_threads());
+  done = true;
+}
+
+cm::Qwen3VL& tiny_model() {
+  static cm::Qwen3VL m = [] {
+    set_threads();
+    return cm::Qwen3VL::load(std::string(COORDEXP_SOURCE_DIR) + "/tests/data/qwen3vl-tiny-a");
+  }();
+  return m;
+}
+
+// bench_model.cpp's shape: 12 layers, hidden 768, vocab 32000.
+cm::Qwen3VL& medium_model() {
+  static cm::Qwen3VL m = [] {
+    set_threads();
+    cm::Qwen3VLConfig c;
+    c.text.vocab_size = 32000;
+    c.text.hidden_size = 768;
+    c.text.intermediate_size = 2048;
+    c.text.num_hidden_layers = 12;
+    c.text.num_attention_heads = 12;
+    c.text.num_key_value_heads = 4;
+    c.text.head_dim = 64;
+    c.text.mrope_section = {12, 10, 10};
+    c.vision.depth = 4;
+    c.vision.hidden_size = 384;
+    c.vision.num_heads = 6;
+    c.vision.intermediate_size = 1536;
+    c.vision.out_hidden_size = 768;
+    c.vision.deepstack_visual_indexes = {1, 2};
+    c.tie_word_embeddings = true;
+    c.image_token_id = 31000;
+    c.video_token_id = 31001;
+    c.vision_start_token_id = 31002;
+    c.vision_end_token_id = 31003;
+    c.validate("bench");
+    auto m = cm::Qwen3VL::create(c);
+    m.init_random(0, {0.02, 0.02, 0.0, 0.0});
+    return m;
+  }();
+  return m;
+}
+
+cr::GenerationRequest make_request(const cm::Qwen3VL& model, int64_t rows) {
+  const auto& c = model.config();
+  const int64_t patch_dim = 3 * c.vision.temporal_patch_size * c.vision.patch_size * c.vision.patch_size;
+  auto gen = at::detail::createCPUGenerator(0);
+  cr::GenerationRequest req;
+  std::vector<torch::Tensor> px, grid;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<int64_t> ids{1, 2, c.vision_start_token_id};
+    for (int i = 0; i < 16; ++i) ids.push_back(c.image_token_id);
+    ids.push_back(c.vision_end_token_id);
+    for (int64_t i = 0; i < 48; ++i) ids.push_back(100 + (i * 7 + r) % 900);
+    req.prompts.push_back(ids);
+    px.push_back(torch::rand({64, patch_dim}, gen, torch::kFloat));
+    grid.push_back(torch::tensor({1, 8, 8}, torch::kLong).unsqueeze(0));
+  }
+  req.pixel_values = torch::cat(px);
+  req.image_grid_thw = torch::cat(grid);
+  return req;
+}
+
+void run(benchmark::State& state, cm::Qwen3VL& model) {
+  const int64_t rows = state.range(0);
+  const auto req = make_request(model, rows);
+  cr::GenerationOptions o;
+  o.max_new_tokens = kNewTokens;
+  o.batch_size = rows;
+  double decode_tokens = 0, decode_seconds = 0, prefill_tokens = 0, prefill_seconds = 0;
+  for (auto _ : state) {
+    const auto res = cr::generate(model, req, o);
+    decode_tokens += res.stats.decode_tokens;
+    decode_seconds += res.stats.decode_seconds;
+    prefill_tokens += res.stats.prefill_tokens;
+    prefill_seconds += res.stats.prefill_seconds;
+  }
+  state.counters["decode_tok_per_s"] = decode_tokens / decode_seconds;
+  state.counters["prefill_tok_per_s"] = prefill_tokens / prefill_seconds;
+}
+
+void BM_GenerateTiny(benchmark::State& state) { run(state, tiny_model()); }
+void BM_Generate100M(benchmark::State& state) { run(state, medium_model()); }
+
+}  // namespace
+
+BENCHMARK(BM_GenerateTiny)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(BM_Generate100M)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(5.0);
+
+BENCHMARK_MAIN();
