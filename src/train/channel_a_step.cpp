@@ -87,9 +87,10 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   const torch::Tensor slot_index = torch::tensor(slots, torch::kLong);
   const torch::Tensor slot_rows = b.response_logit_rows.index_select(0, slot_index);
   const torch::Tensor slot_inputs = slot_rows + 1;
-  COORDEXP_CHECK(b.input_ids.view(-1).index_select(0, slot_inputs).ge(ids.first_id).all().item<bool>() &&
-                     b.input_ids.view(-1).index_select(0, slot_inputs).lt(ids.first_id + coord::CoordIdRange::kNumBins)
-                         .all().item<bool>(),
+  const torch::Tensor slot_ids = b.input_ids.view(-1).index_select(0, slot_inputs);
+  COORDEXP_CHECK(slot_ids.ge(ids.first_id).logical_and(slot_ids.lt(ids.first_id + coord::CoordIdRange::kNumBins))
+                     .all()
+                     .item<bool>(),
                  "a Channel-A coord slot does not hold a coord token");
   model::EmbeddingOverride override_rows;
   override_rows.positions = torch::stack({slot_inputs.div(T, "floor"), slot_inputs.remainder(T)}, 1);

@@ -5,10 +5,9 @@
 // not counted. Threads (LibTorch and BLIS): COORDEXP_BENCH_THREADS (default: all hardware threads).
 #include <benchmark/benchmark.h>
 
-#include <cstdlib>
 
+#include "bench_common.h"
 #include "coordexp/model/qwen3vl.h"
-#include "coordexp/util/threads.h"
 
 namespace cm = coordexp::model;
 
@@ -17,43 +16,10 @@ namespace {
 constexpr int64_t kImageSide = 28;  // patches per side: a 448x448 image -> 784 patches, 196 tokens
 constexpr int64_t kTextTokens = 316;  // text around the image: 512 tokens in total
 
-cm::Qwen3VLConfig bench_config() {
-  cm::Qwen3VLConfig c;
-  c.text.vocab_size = 32000;
-  c.text.hidden_size = 768;
-  c.text.intermediate_size = 2048;
-  c.text.num_hidden_layers = 12;
-  c.text.num_attention_heads = 12;
-  c.text.num_key_value_heads = 4;
-  c.text.head_dim = 64;
-  c.text.mrope_section = {12, 10, 10};
-  c.vision.depth = 4;
-  c.vision.hidden_size = 384;
-  c.vision.num_heads = 6;
-  c.vision.intermediate_size = 1536;
-  c.vision.out_hidden_size = 768;
-  c.vision.deepstack_visual_indexes = {1, 2};
-  c.tie_word_embeddings = true;
-  c.image_token_id = 31000;
-  c.video_token_id = 31001;
-  c.vision_start_token_id = 31002;
-  c.vision_end_token_id = 31003;
-  c.validate("bench");
-  return c;
-}
-
-void set_threads() {
-  static bool done = false;
-  if (done) return;
-  const char* env = std::getenv("COORDEXP_BENCH_THREADS");
-  coordexp::util::set_compute_threads(env ? std::atoi(env) : coordexp::util::default_compute_threads());
-  done = true;
-}
-
 cm::Qwen3VL& model() {
   static cm::Qwen3VL m = [] {
-    set_threads();
-    auto m = cm::Qwen3VL::create(bench_config());
+    coordexp::bench::set_bench_threads();
+    auto m = cm::Qwen3VL::create(coordexp::bench::medium_config());
     m.init_random(0, {0.02, 0.02, 0.0, 0.0});
     return m;
   }();
@@ -103,7 +69,7 @@ double forward_flops(int64_t np, int64_t t, int64_t logit_rows) {
 }
 
 void BM_Sgemm(benchmark::State& state) {
-  set_threads();
+  coordexp::bench::set_bench_threads();
   const int64_t n = state.range(0);
   auto a = torch::randn({n, n}), b = torch::randn({n, n});
   for (auto _ : state) benchmark::DoNotOptimize(torch::mm(a, b));

@@ -5,11 +5,10 @@
 // Threads (LibTorch and BLIS): COORDEXP_BENCH_THREADS (default: all hardware threads).
 #include <benchmark/benchmark.h>
 
-#include <cstdlib>
 
+#include "bench_common.h"
 #include "coordexp/model/qwen3vl.h"
 #include "coordexp/rollout/generator.h"
-#include "coordexp/util/threads.h"
 
 namespace cm = coordexp::model;
 namespace cr = coordexp::rollout;
@@ -18,17 +17,9 @@ namespace {
 
 constexpr int64_t kNewTokens = 32;
 
-void set_threads() {
-  static bool done = false;
-  if (done) return;
-  const char* env = std::getenv("COORDEXP_BENCH_THREADS");
-  coordexp::util::set_compute_threads(env ? std::atoi(env) : coordexp::util::default_compute_threads());
-  done = true;
-}
-
 cm::Qwen3VL& tiny_model() {
   static cm::Qwen3VL m = [] {
-    set_threads();
+    coordexp::bench::set_bench_threads();
     return cm::Qwen3VL::load(std::string(COORDEXP_SOURCE_DIR) + "/tests/data/qwen3vl-tiny-a");
   }();
   return m;
@@ -37,28 +28,8 @@ cm::Qwen3VL& tiny_model() {
 // bench_model.cpp's shape: 12 layers, hidden 768, vocab 32000.
 cm::Qwen3VL& medium_model() {
   static cm::Qwen3VL m = [] {
-    set_threads();
-    cm::Qwen3VLConfig c;
-    c.text.vocab_size = 32000;
-    c.text.hidden_size = 768;
-    c.text.intermediate_size = 2048;
-    c.text.num_hidden_layers = 12;
-    c.text.num_attention_heads = 12;
-    c.text.num_key_value_heads = 4;
-    c.text.head_dim = 64;
-    c.text.mrope_section = {12, 10, 10};
-    c.vision.depth = 4;
-    c.vision.hidden_size = 384;
-    c.vision.num_heads = 6;
-    c.vision.intermediate_size = 1536;
-    c.vision.out_hidden_size = 768;
-    c.vision.deepstack_visual_indexes = {1, 2};
-    c.tie_word_embeddings = true;
-    c.image_token_id = 31000;
-    c.video_token_id = 31001;
-    c.vision_start_token_id = 31002;
-    c.vision_end_token_id = 31003;
-    c.validate("bench");
+    coordexp::bench::set_bench_threads();
+    const cm::Qwen3VLConfig c = coordexp::bench::medium_config();
     auto m = cm::Qwen3VL::create(c);
     m.init_random(0, {0.02, 0.02, 0.0, 0.0});
     return m;

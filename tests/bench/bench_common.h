@@ -1,0 +1,50 @@
+// Shared by the model-level benchmarks (bench_model, bench_rollout): the ~119M-parameter Qwen3-VL
+// shape they measure and the thread setup (COORDEXP_BENCH_THREADS, default all hardware threads,
+// applied to LibTorch and BLIS). Not a benchmark itself.
+#pragma once
+
+#include <cstdlib>
+
+#include "coordexp/model/config.h"
+#include "coordexp/util/threads.h"
+
+namespace coordexp::bench {
+
+// Text decoder hidden 768, 12 layers, 12 query / 4 KV heads, SwiGLU 2048, vocab 32000 (tied);
+// vision depth 4, width 384, DeepStack taps at blocks 1 and 2.
+inline model::Qwen3VLConfig medium_config() {
+  model::Qwen3VLConfig c;
+  c.text.vocab_size = 32000;
+  c.text.hidden_size = 768;
+  c.text.intermediate_size = 2048;
+  c.text.num_hidden_layers = 12;
+  c.text.num_attention_heads = 12;
+  c.text.num_key_value_heads = 4;
+  c.text.head_dim = 64;
+  c.text.mrope_section = {12, 10, 10};
+  c.vision.depth = 4;
+  c.vision.hidden_size = 384;
+  c.vision.num_heads = 6;
+  c.vision.intermediate_size = 1536;
+  c.vision.out_hidden_size = 768;
+  c.vision.deepstack_visual_indexes = {1, 2};
+  c.tie_word_embeddings = true;
+  c.image_token_id = 31000;
+  c.video_token_id = 31001;
+  c.vision_start_token_id = 31002;
+  c.vision_end_token_id = 31003;
+  c.validate("bench");
+  return c;
+}
+
+// Once per process, before the first matmul (BLIS reads its thread count at its first call).
+inline void set_bench_threads() {
+  static const bool done = [] {
+    const char* env = std::getenv("COORDEXP_BENCH_THREADS");
+    util::set_compute_threads(env ? std::atoi(env) : util::default_compute_threads());
+    return true;
+  }();
+  (void)done;
+}
+
+}  // namespace coordexp::bench
