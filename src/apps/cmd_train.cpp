@@ -46,7 +46,7 @@ int run_training(const config::RunConfig& cfg, const RunDirectory& run) {
 }  // namespace
 
 CommandRegistration add_train_command(CLI::App& app, const GlobalFlags& flags) {
-  auto* sub = app.add_subcommand("train", "Train with a config (train.stage: stage1 SFT or stage2 Channel-A); writes output_dir/");
+  auto* sub = app.add_subcommand("train", "Train with a config (train.stage: stage1 SFT, or stage2 Channel-A + Channel-B routed by stage2.b_ratio); writes output_dir/");
   auto args = std::make_shared<ConfigArgs>();
   auto resume = std::make_shared<bool>(false);
   add_config_options(sub, *args);

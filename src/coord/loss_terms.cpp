@@ -85,7 +85,11 @@ TermSums LossTerms::detached_sums() const {
 }
 
 torch::Tensor total_loss(const LossTerms& local, const TermCounts& global_counts, const config::LossOptions& loss) {
-  const std::array<double, kNumTerms> weights = term_weights(loss);
+  return total_loss(local, global_counts, term_weights(loss));
+}
+
+torch::Tensor total_loss(const LossTerms& local, const TermCounts& global_counts,
+                         const std::array<double, kNumTerms>& weights) {
   torch::Tensor total;
   for (int i = 0; i < kNumTerms; ++i) {
     if (!local.terms[i].active() || weights[i] == 0.0) continue;

@@ -58,6 +58,7 @@ GeoSelection select_geo_objects(const std::vector<ObjectSpan>& objects, Context 
   for (const ObjectSpan& o : objects) {
     std::vector<const ObjectSpan*>* bucket = &sel.main;
     if (context == Context::kRollout) {
+      COORDEXP_CHECK(o.subset != ObjectSubset::kUnassigned, "context=rollout needs every object's subset");
       if (o.subset == ObjectSubset::kFp || o.subset == ObjectSubset::kInvalid) continue;
       if (o.subset == ObjectSubset::kFn) bucket = &sel.fn;
     }

@@ -18,16 +18,6 @@ const char* to_string(Context c) {
   return "?";
 }
 
-const char* to_string(ObjectSubset s) {
-  switch (s) {
-    case ObjectSubset::kMatched: return "matched";
-    case ObjectSubset::kFp: return "fp";
-    case ObjectSubset::kInvalid: return "invalid";
-    case ObjectSubset::kFn: return "fn";
-  }
-  return "?";
-}
-
 void check_layout(const ResponseLayout& layout) {
   const auto n = static_cast<int64_t>(layout.types.size());
   auto in_range = [n](int64_t t) { return t >= 0 && t < n; };
@@ -36,19 +26,21 @@ void check_layout(const ResponseLayout& layout) {
                                                                    << " tokens");
   if (layout.eos >= 0)
     COORDEXP_CHECK(layout.types[layout.eos] == TokenType::kEos, "eos position " << layout.eos << " is not typed eos");
-  std::vector<TokenRange> records;
+  std::vector<int64_t> coords;
   for (size_t i = 0; i < layout.objects.size(); ++i) {
     const ObjectSpan& o = layout.objects[i];
-    COORDEXP_CHECK(o.record.begin >= 0 && o.record.begin <= o.record.end && o.record.end <= n,
-                   "object " << i << " record [" << o.record.begin << ", " << o.record.end << ") outside [0, " << n
-                             << ")");
-    COORDEXP_CHECK(o.desc.begin <= o.desc.end && (o.desc.begin == o.desc.end ||
-                                                  (o.desc.begin >= o.record.begin && o.desc.end <= o.record.end)),
+    const TokenRange& r = o.tokens;
+    COORDEXP_CHECK(r.begin >= 0 && r.begin <= r.end && r.end <= n,
+                   "object " << i << " record [" << r.begin << ", " << r.end << ") outside [0, " << n << ")");
+    COORDEXP_CHECK(o.desc.begin <= o.desc.end &&
+                       (o.desc.begin == o.desc.end || (o.desc.begin >= r.begin && o.desc.end <= r.end)),
                    "object " << i << " desc [" << o.desc.begin << ", " << o.desc.end << ") not inside its record");
     for (int64_t c : o.coord_positions) {
-      COORDEXP_CHECK(o.record.contains(c), "object " << i << " coord position " << c << " outside its record");
+      COORDEXP_CHECK(r.contains(static_cast<int32_t>(c)),
+                     "object " << i << " coord position " << c << " outside its record");
       COORDEXP_CHECK(layout.types[c] == TokenType::kCoord,
                      "object " << i << " coord position " << c << " is not typed coord");
+      coords.push_back(c);
     }
     if (o.subset != ObjectSubset::kInvalid) {
       const size_t nc = o.coord_positions.size();
@@ -57,11 +49,16 @@ void check_layout(const ResponseLayout& layout) {
       else
         COORDEXP_CHECK(nc >= 6 && nc % 2 == 0, "poly object " << i << " has " << nc << " coord positions");
     }
-    records.push_back(o.record);
+    if (i > 0) {
+      // Sequence order; neighbours may share boundary tokens (masks.h), never contain one another.
+      const TokenRange& prev = layout.objects[i - 1].tokens;
+      COORDEXP_CHECK(r.begin >= prev.begin && r.end >= prev.end && (r.begin > prev.begin || r.empty() || prev.empty()),
+                     "object " << i << " record [" << r.begin << ", " << r.end << ") is not after object " << i - 1
+                               << " [" << prev.begin << ", " << prev.end << ")");
+    }
   }
-  std::sort(records.begin(), records.end(), [](const TokenRange& a, const TokenRange& b) { return a.begin < b.begin; });
-  for (size_t i = 1; i < records.size(); ++i)
-    COORDEXP_CHECK(records[i].begin >= records[i - 1].end, "object records overlap at token " << records[i].begin);
+  std::sort(coords.begin(), coords.end());
+  COORDEXP_CHECK(std::adjacent_find(coords.begin(), coords.end()) == coords.end(), "two objects share a coord position");
 }
 
 namespace {
@@ -113,11 +110,13 @@ TokenWeights build_token_weights(const ResponseLayout& layout, Context context, 
     case Context::kRollout: {
       COORDEXP_CHECK(layout.eos >= 0, "context=rollout needs the <|im_end|> position (y_in must end with it)");
       for (const ObjectSpan& o : layout.objects) {
+        COORDEXP_CHECK(o.subset != ObjectSubset::kUnassigned,
+                       "context=rollout needs every object's subset (run matching before building masks)");
         if (o.subset == ObjectSubset::kMatched) {
-          for (int64_t t = o.record.begin; t < o.record.end; ++t) w.set_by_type(layout.types, t, w_struct, 0, 0, 0);
+          for (int64_t t = o.tokens.begin; t < o.tokens.end; ++t) w.set_by_type(layout.types, t, w_struct, 0, 0, 0);
         } else if (o.subset == ObjectSubset::kFn) {
           const float coord = fn_coord_ce ? w_coord : 0.f;
-          for (int64_t t = o.record.begin; t < o.record.end; ++t)
+          for (int64_t t = o.tokens.begin; t < o.tokens.end; ++t)
             w.set_by_type(layout.types, t, w_struct, w_desc, coord, 0);
         }
       }
@@ -128,7 +127,7 @@ TokenWeights build_token_weights(const ResponseLayout& layout, Context context, 
       // FP-neutral wins: FP and dropped-invalid spans are all zero, whatever was set above.
       for (const ObjectSpan& o : layout.objects)
         if (o.subset == ObjectSubset::kFp || o.subset == ObjectSubset::kInvalid)
-          for (int64_t t = o.record.begin; t < o.record.end; ++t) w.zero(t);
+          for (int64_t t = o.tokens.begin; t < o.tokens.end; ++t) w.zero(t);
       break;
     }
   }

@@ -49,13 +49,14 @@ Batch collate(std::vector<Sample> samples, tokenizer::TokenId pad_id) {
       logit_rows.push_back(b * t_size + s.answer_begin - 1 + t);
       targets.push_back(s.input_ids[static_cast<size_t>(s.answer_begin + t)]);
     }
-    coord::ResponseLayout layout = s.response_layout();
+    protocol::ResponseLayout layout = s.response_layout();
     auto& all = batch.response_layout;
     all.types.insert(all.types.end(), layout.types.begin(), layout.types.end());
-    for (coord::ObjectSpan& o : layout.objects) {
-      o.record = {o.record.begin + offset, o.record.end + offset};
-      o.desc = {o.desc.begin + offset, o.desc.end + offset};
-      for (int64_t& c : o.coord_positions) c += offset;
+    const auto shift = static_cast<int32_t>(offset);
+    for (protocol::ObjectSpan& o : layout.objects) {
+      o.tokens = {o.tokens.begin + shift, o.tokens.end + shift};
+      o.desc = {o.desc.begin + shift, o.desc.end + shift};
+      for (int32_t& c : o.coord_positions) c += shift;
       all.objects.push_back(std::move(o));
     }
     batch.response_offsets.push_back(offset + s.answer_length());

@@ -17,17 +17,6 @@ namespace coordexp::data {
 
 namespace {
 
-coord::TokenType to_coord_type(protocol::TokenType t) {
-  switch (t) {
-    case protocol::TokenType::kStruct: return coord::TokenType::kStruct;
-    case protocol::TokenType::kDesc: return coord::TokenType::kDesc;
-    case protocol::TokenType::kCoord: return coord::TokenType::kCoord;
-    case protocol::TokenType::kEos: return coord::TokenType::kEos;
-  }
-  COORDEXP_CHECK(false, "unknown token type " << static_cast<int>(t));
-  return coord::TokenType::kStruct;
-}
-
 // The record's objects in the sequence order of `epoch`, as the renderer takes them.
 std::vector<protocol::Object> ordered_objects(const Record& r, const std::vector<size_t>& order) {
   std::vector<protocol::Object> objects;
@@ -56,25 +45,25 @@ constexpr const char* kTooLongHint = "raise data.max_length, lower preprocess.ma
 
 }  // namespace
 
-coord::ResponseLayout Sample::response_layout() const {
-  coord::ResponseLayout layout;
-  layout.types.reserve(answer_types.size());
-  for (const auto t : answer_types) layout.types.push_back(to_coord_type(t));
+protocol::ResponseLayout Sample::response_layout() const {
+  protocol::ResponseLayout layout;
+  layout.types = answer_types;
   const int64_t p = answer_begin;
+  auto local = [p](int64_t pos) { return static_cast<int32_t>(pos - p); };
   for (const SampleObject& o : objects) {
-    coord::ObjectSpan span;
-    span.record = {o.record.begin - p, o.record.end - p};
-    span.desc = {o.desc_tokens.begin - p, o.desc_tokens.end - p};
-    for (const int64_t c : o.coord_positions) span.coord_positions.push_back(c - p);
-    span.geometry = o.kind == protocol::GeometryKind::kBbox ? coord::GeometryKind::kBbox : coord::GeometryKind::kPoly;
-    span.subset = coord::ObjectSubset::kMatched;
+    protocol::ObjectSpan span;
+    span.tokens = {local(o.record.begin), local(o.record.end)};
+    span.desc = {local(o.desc_tokens.begin), local(o.desc_tokens.end)};
+    for (const int64_t c : o.coord_positions) span.coord_positions.push_back(local(c));
+    span.geometry = o.kind;
+    span.subset = protocol::ObjectSubset::kMatched;
     if (o.kind == protocol::GeometryKind::kBbox) {
       COORDEXP_CHECK(o.c_gt.size() == 4, "bbox with " << o.c_gt.size() << " values");
       span.gt_box = {o.c_gt[0], o.c_gt[1], o.c_gt[2], o.c_gt[3]};
     }
     layout.objects.push_back(std::move(span));
   }
-  auto shift = [p](int64_t pos) { return pos < 0 ? int64_t{-1} : pos - p; };
+  auto shift = [&](int64_t pos) { return pos < 0 ? int32_t{-1} : local(pos); };
   layout.array_close = shift(array_close);
   layout.object_close = shift(outer_close);
   layout.eos = shift(eos);
@@ -282,13 +271,13 @@ SampleResult DetectionDataset::try_get(int64_t index, int64_t epoch) const {
   s.labels.assign(static_cast<size_t>(p), kIgnoreLabel);
   s.labels.insert(s.labels.end(), answer.ids.begin(), answer.ids.end());
   s.answer_begin = p;
-  s.answer_types = answer.types;
-  COORDEXP_CHECK(answer.objects.size() == order.size(), "renderer returned " << answer.objects.size()
+  s.answer_types = answer.layout.types;
+  COORDEXP_CHECK(answer.layout.objects.size() == order.size(), "renderer returned " << answer.layout.objects.size()
                                                                              << " spans for " << order.size()
                                                                              << " objects");
   for (size_t j = 0; j < order.size(); ++j) {
     const GtObject& gt = r.objects[order[j]];
-    const protocol::ObjectSpan& span = answer.objects[j];
+    const protocol::ObjectSpan& span = answer.layout.objects[j];
     SampleObject o;
     o.record_object = order[j];
     o.desc = gt.desc;
@@ -306,9 +295,9 @@ SampleResult DetectionDataset::try_get(int64_t index, int64_t epoch) const {
     s.objects.push_back(std::move(o));
   }
   auto full = [p](int32_t answer_index) { return answer_index < 0 ? int64_t{-1} : p + answer_index; };
-  s.array_close = full(answer.array_close_token);
-  s.outer_close = full(answer.outer_close_token);
-  s.eos = full(answer.eos_token);
+  s.array_close = full(answer.layout.array_close);
+  s.outer_close = full(answer.layout.object_close);
+  s.eos = full(answer.layout.eos);
   out.sample = std::move(s);
   return out;
 }

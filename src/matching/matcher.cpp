@@ -122,17 +122,25 @@ MatchResult match_objects(const std::vector<MatchObject>& preds, const std::vect
   return out;
 }
 
-void set_prefix_subsets(protocol::YIn& y_in, const Predictions& preds, const MatchResult& result) {
-  std::vector<char> matched(preds.objects.size(), 0);
-  for (const auto& m : result.matched) matched.at(m.pred) = 1;
-  for (auto& o : y_in.objects) {
-    if (o.source != protocol::ObjectSource::kRolloutPrefix || o.subset != protocol::ObjectSubset::kUnassigned)
+void set_prefix_subsets(protocol::YIn& y_in, const Predictions& preds, const MatchResult& result,
+                        const std::vector<MatchObject>& gts) {
+  COORDEXP_CHECK(y_in.origins.size() == y_in.layout.objects.size());
+  std::vector<int> gt_of(preds.objects.size(), -1);
+  for (const auto& m : result.matched) {
+    COORDEXP_CHECK(m.gt >= 0 && static_cast<size_t>(m.gt) < gts.size(), "matched GT " << m.gt << " out of range");
+    gt_of.at(m.pred) = m.gt;
+  }
+  for (size_t i = 0; i < y_in.layout.objects.size(); ++i) {
+    protocol::ObjectSpan& o = y_in.layout.objects[i];
+    const protocol::ObjectOrigin& origin = y_in.origins[i];
+    if (origin.source != protocol::ObjectSource::kRolloutPrefix || o.subset != protocol::ObjectSubset::kUnassigned)
       continue;
-    const auto it = std::lower_bound(preds.entry_index.begin(), preds.entry_index.end(), o.index);
-    COORDEXP_CHECK(it != preds.entry_index.end() && *it == o.index,
-                   "y_in prefix entry " << o.index << " is not one of the matched predictions");
-    o.subset = matched[it - preds.entry_index.begin()] ? protocol::ObjectSubset::kMatched
-                                                       : protocol::ObjectSubset::kFp;
+    const auto it = std::lower_bound(preds.entry_index.begin(), preds.entry_index.end(), origin.index);
+    COORDEXP_CHECK(it != preds.entry_index.end() && *it == origin.index,
+                   "y_in prefix entry " << origin.index << " is not one of the matched predictions");
+    const int g = gt_of[it - preds.entry_index.begin()];
+    o.subset = g >= 0 ? protocol::ObjectSubset::kMatched : protocol::ObjectSubset::kFp;
+    if (g >= 0) o.gt_box = gts[g].box;
   }
 }
 

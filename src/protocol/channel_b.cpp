@@ -19,47 +19,53 @@ namespace {
 
 bool is_utf8_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
-YIn from_answer(TokenizedAnswer a, std::vector<YInObject> objects) {
-  COORDEXP_CHECK(a.objects.size() == objects.size());
+// One object of y_in as built: where it came from, its subset and geometry kind.
+struct Built {
+  ObjectOrigin origin;
+  ObjectSubset subset = ObjectSubset::kUnassigned;
+  GeometryKind geometry = GeometryKind::kBbox;
+};
+
+YIn from_answer(TokenizedAnswer a, const std::vector<Built>& objects) {
+  COORDEXP_CHECK(a.layout.objects.size() == objects.size());
   YIn y;
-  for (size_t i = 0; i < objects.size(); ++i) objects[i].span = std::move(a.objects[i]);
   y.text = std::move(a.text);
   y.ids = std::move(a.ids);
-  y.types = std::move(a.types);
-  y.objects = std::move(objects);
-  y.array_close_token = a.array_close_token;
-  y.outer_close_token = a.outer_close_token;
-  y.eos_token = a.eos_token;
+  y.layout = std::move(a.layout);
+  for (size_t i = 0; i < objects.size(); ++i) {
+    y.layout.objects[i].subset = objects[i].subset;
+    y.layout.objects[i].geometry = objects[i].geometry;
+    y.origins.push_back(objects[i].origin);
+  }
   return y;
 }
 
-YInObject fn_object(size_t i) {
-  YInObject o;
-  o.source = ObjectSource::kInjectedFn;
-  o.index = static_cast<int32_t>(i);
-  o.subset = ObjectSubset::kFn;
-  return o;
+Built fn_object(size_t i, const Object& o) {
+  return {{ObjectSource::kInjectedFn, static_cast<int32_t>(i)}, ObjectSubset::kFn, o.kind};
+}
+
+Built prefix_object(size_t i, const ParsedEntry& e) {
+  return {{ObjectSource::kRolloutPrefix, static_cast<int32_t>(i)},
+          e.valid() ? ObjectSubset::kUnassigned : ObjectSubset::kInvalid, e.object.kind};
 }
 
 // Freshly rendered y_in: `prefix` (re-rendered valid rollout objects) followed by `fn`.
 YIn build_rendered(const ParseResult& rollout, const std::vector<Object>& fn,
                    const tokenizer::Tokenizer& tok, FieldOrder order, bool use_prefix) {
   std::vector<Object> all;
-  std::vector<YInObject> objects;
+  std::vector<Built> objects;
   if (use_prefix) {
     for (size_t i = 0; i < rollout.num_complete; ++i) {
       if (!rollout.entries[i].valid()) continue;
       all.push_back(rollout.entries[i].object);
-      YInObject o;
-      o.index = static_cast<int32_t>(i);
-      objects.push_back(o);
+      objects.push_back(prefix_object(i, rollout.entries[i]));
     }
   }
   for (size_t i = 0; i < fn.size(); ++i) {
     all.push_back(fn[i]);
-    objects.push_back(fn_object(i));
+    objects.push_back(fn_object(i, fn[i]));
   }
-  return from_answer(render_answer(all, tok, order), std::move(objects));
+  return from_answer(render_answer(all, tok, order), objects);
 }
 
 YIn build_raw(const ParseResult& rollout, const std::vector<Object>& fn,
@@ -97,21 +103,18 @@ YIn build_raw(const ParseResult& rollout, const std::vector<Object>& fn,
   for (const auto& t : tail) ids.push_back(t.id);
 
   std::vector<const ObjectChars*> chars;
-  std::vector<YInObject> objects;
+  std::vector<Built> objects;
   for (size_t i = 0; i < rollout.num_complete; ++i) {
     chars.push_back(&rollout.entries[i].chars);
-    YInObject o;
-    o.index = static_cast<int32_t>(i);
-    o.subset = rollout.entries[i].valid() ? ObjectSubset::kUnassigned : ObjectSubset::kInvalid;
-    objects.push_back(o);
+    objects.push_back(prefix_object(i, rollout.entries[i]));
   }
   for (size_t i = 0; i < fn.size(); ++i) {
     chars.push_back(&fn_chars[i]);
-    objects.push_back(fn_object(i));
+    objects.push_back(fn_object(i, fn[i]));
   }
   YIn y = from_answer(detail::finish_answer(std::move(text), std::move(ids), layout, chars,
                                             array_close, array_close + 1, tok),
-                      std::move(objects));
+                      objects);
   y.num_rollout_ids_kept = splice;
   return y;
 }

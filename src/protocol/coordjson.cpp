@@ -77,6 +77,17 @@ const char* token_type_name(TokenType type) {
   return "?";
 }
 
+const char* object_subset_name(ObjectSubset subset) {
+  switch (subset) {
+    case ObjectSubset::kUnassigned: return "unassigned";
+    case ObjectSubset::kMatched: return "matched";
+    case ObjectSubset::kFp: return "fp";
+    case ObjectSubset::kInvalid: return "invalid";
+    case ObjectSubset::kFn: return "fn";
+  }
+  return "?";
+}
+
 namespace {
 
 uint32_t size32(const std::string& s) { return static_cast<uint32_t>(s.size()); }

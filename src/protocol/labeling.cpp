@@ -66,16 +66,17 @@ TokenizedAnswer finish_answer(std::string text, std::vector<tokenizer::TokenId> 
   const tokenizer::CoordVocab& vocab = tok.coord_vocab();
   COORDEXP_CHECK(vocab.valid(), "the tokenizer has no coord tokens (call ensure_coord_tokens)");
   TokenizedAnswer a;
-  a.types = token_types(layout, ids, objects, vocab);
-  a.objects.reserve(objects.size());
-  for (const ObjectChars* o : objects) a.objects.push_back(object_span(layout, ids, *o, vocab));
-  a.array_close_token = token_at(layout, array_close);
-  a.outer_close_token = token_at(layout, outer_close);
+  ResponseLayout& l = a.layout;
+  l.types = token_types(layout, ids, objects, vocab);
+  l.objects.reserve(objects.size());
+  for (const ObjectChars* o : objects) l.objects.push_back(object_span(layout, ids, *o, vocab));
+  l.array_close = token_at(layout, array_close);
+  l.object_close = token_at(layout, outer_close);
   a.text = std::move(text);
   a.ids = std::move(ids);
-  a.eos_token = static_cast<int32_t>(a.ids.size());
+  l.eos = static_cast<int32_t>(a.ids.size());
   a.ids.push_back(tok.im_end_id());
-  a.types.push_back(TokenType::kEos);
+  l.types.push_back(TokenType::kEos);
   return a;
 }
 

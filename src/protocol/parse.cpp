@@ -632,7 +632,10 @@ ParseResult parse_ids(const std::vector<tokenizer::TokenId>& ids, const tokenize
   r.token_begin.push_back(static_cast<uint32_t>(r.text.size()));
   parse_structure(r, origin.data());
   const detail::TokenLayout layout = detail::contiguous_layout(r.token_begin);
-  for (ParsedEntry& e : r.entries) e.span = detail::object_span(layout, r.ids, e.chars, vocab);
+  for (ParsedEntry& e : r.entries) {
+    e.span = detail::object_span(layout, r.ids, e.chars, vocab);
+    e.span.geometry = e.object.kind;
+  }
   return r;
 }
 

@@ -16,8 +16,10 @@ TokenizedAnswer render_answer(const std::vector<Object>& objects, const tokenize
   for (const auto& t : tokens) ids.push_back(t.id);
   std::vector<const ObjectChars*> chars;
   for (const auto& o : text.objects) chars.push_back(&o);
-  return detail::finish_answer(std::move(text.text), std::move(ids), detail::layout_of(tokens, 0),
-                               chars, text.array_close, text.outer_close, tok);
+  TokenizedAnswer a = detail::finish_answer(std::move(text.text), std::move(ids), detail::layout_of(tokens, 0),
+                                            chars, text.array_close, text.outer_close, tok);
+  for (size_t i = 0; i < objects.size(); ++i) a.layout.objects[i].geometry = objects[i].kind;
+  return a;
 }
 
 }  // namespace coordexp::protocol

@@ -59,7 +59,11 @@ coord::LossTerms stage1_loss_terms(model::Qwen3VL& model, const PreparedBatch& p
 
 double total_loss_value(const coord::TermSums& sums, const coord::TermCounts& counts, const coord::TermActive& active,
                         const config::LossOptions& loss) {
-  const auto weights = coord::term_weights(loss);
+  return total_loss_value(sums, counts, active, coord::term_weights(loss));
+}
+
+double total_loss_value(const coord::TermSums& sums, const coord::TermCounts& counts, const coord::TermActive& active,
+                        const std::array<double, coord::kNumTerms>& weights) {
   double total = 0.0;
   for (int i = 0; i < coord::kNumTerms; ++i) {
     if (!active[i] || weights[i] == 0.0 || counts[i] == 0) continue;

@@ -21,12 +21,15 @@
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/train/adamw.h"
+#include "coordexp/train/b_sampler.h"
 #include "coordexp/train/channel_a_step.h"
+#include "coordexp/train/channel_b_step.h"
 #include "coordexp/train/checkpoint.h"
 #include "coordexp/train/param_groups.h"
 #include "coordexp/train/progress.h"
 #include "coordexp/train/schedule.h"
 #include "coordexp/train/stage1_step.h"
+#include "coordexp/train/step_router.h"
 #include "coordexp/train/stop_signal.h"
 #include "coordexp/train/trainer_state.h"
 #include "coordexp/util/error.h"
@@ -163,6 +166,7 @@ struct StepStats {
   int64_t num_tokens = 0;
   int64_t num_poly_excluded = 0;
   ChannelADiagnostics channel_a;  // Channel-A steps only
+  ChannelBDiagnostics channel_b;  // Channel-B steps only
 
   void add_terms(const coord::LossTerms& t) {
     const auto s = t.detached_sums();
@@ -193,8 +197,23 @@ struct StepStats {
     n.push_back(channel_a.argmax_changed);
     n.push_back(channel_a.decoder_forwards);
     d.push_back(channel_a.abs_shift_sum);
+    const size_t b_ints = n.size(), b_doubles = d.size();
+    ChannelBDiagnostics& b = channel_b;
+    for (int64_t* x : b_int_fields()) n.push_back(*x);
+    for (int k = 0; k < protocol::kNumDropReasons; ++k)
+      n.push_back(b.drop_invalid_by_reason[protocol::drop_reason_name(static_cast<protocol::DropReason>(k))]);
+    for (double* x : b_double_fields()) d.push_back(*x);
     r.sum(d);
     r.sum(n);
+    {
+      size_t i = b_ints;
+      for (int64_t* x : b_int_fields()) *x = n[i++];
+      b.drop_invalid_by_reason.clear();
+      for (int k = 0; k < protocol::kNumDropReasons; ++k, ++i)
+        if (n[i] > 0) b.drop_invalid_by_reason[protocol::drop_reason_name(static_cast<protocol::DropReason>(k))] = n[i];
+      i = b_doubles;
+      for (double* x : b_double_fields()) *x = d[i++];
+    }
     std::copy(d.begin(), d.begin() + coord::kNumTerms, sums.begin());
     for (int i = 0; i < coord::kNumTerms; ++i) active[i] = n[static_cast<size_t>(i)] > 0;
     num_samples = n[coord::kNumTerms];
@@ -205,7 +224,45 @@ struct StepStats {
     channel_a.decoder_forwards = n[coord::kNumTerms + 5];
     channel_a.abs_shift_sum = d[coord::kNumTerms];
   }
+  std::vector<int64_t*> b_int_fields() {
+    ChannelBDiagnostics& b = channel_b;
+    return {&b.num_rollouts, &b.num_parse_complete, &b.num_invalid_rollout, &b.num_truncated, &b.num_valid_pred,
+            &b.num_drop_invalid, &b.num_matched, &b.num_fp, &b.num_fn, &b.num_gt, &b.num_overlength,
+            &b.rollout_tokens, &b.y_in_tokens};
+  }
+  std::vector<double*> b_double_fields() {
+    ChannelBDiagnostics& b = channel_b;
+    return {&b.rollout_seconds, &b.build_seconds, &b.forward_backward_seconds};
+  }
 };
+
+// Channel-B metrics of one B step (seed 10.8), from rank-summed diagnostics. Times are summed over
+// ranks and divided by the world size: the mean rank's time.
+void add_channel_b_metrics(nlohmann::ordered_json& rec, const ChannelBDiagnostics& b, int world_size,
+                           const config::MatchingOptions& gates) {
+  const double n = static_cast<double>(std::max<int64_t>(b.num_rollouts, 1));
+  const double w = static_cast<double>(world_size);
+  rec["b_num_rollouts"] = b.num_rollouts;
+  rec["b_parse_success_rate"] = static_cast<double>(b.num_parse_complete) / n;
+  rec["b_num_valid_pred"] = b.num_valid_pred;
+  rec["b_num_drop_invalid"] = b.num_drop_invalid;
+  for (const auto& [reason, count] : b.drop_invalid_by_reason) rec["b_drop_" + reason] = count;
+  rec["b_num_matched"] = b.num_matched;
+  rec["b_num_fp"] = b.num_fp;
+  rec["b_num_fn"] = b.num_fn;
+  rec["b_num_gt"] = b.num_gt;
+  rec["b_invalid_rollout"] = b.num_invalid_rollout;
+  rec["b_overlength"] = b.num_overlength;
+  rec["b_rollout_len_mean"] = static_cast<double>(b.rollout_tokens) / n;
+  rec["b_truncation_rate"] = static_cast<double>(b.num_truncated) / n;
+  rec["b_y_in_len_mean"] = static_cast<double>(b.y_in_tokens) / n;
+  rec["b_rollout_tokens_per_s"] = b.rollout_seconds > 0 ? static_cast<double>(b.rollout_tokens) / b.rollout_seconds * w : 0.0;
+  rec["b_time_rollout_s"] = b.rollout_seconds / w;
+  rec["b_time_build_s"] = b.build_seconds / w;
+  rec["b_time_forward_backward_s"] = b.forward_backward_seconds / w;
+  rec["b_gate_min_iou"] = gates.min_iou;
+  rec["b_gate_max_l1"] = gates.max_l1;
+}
 
 }  // namespace
 
@@ -223,8 +280,11 @@ struct Trainer::Impl {
   std::unique_ptr<data::DataLoader> loader;
   std::optional<model::Qwen3VL> model;
   coord::CoordIdRange coord_ids;
-  bool stage2 = false;  // train.stage: Channel-A steps instead of Stage-1 steps
+  bool stage2 = false;  // train.stage: Channel-A / Channel-B steps instead of Stage-1 steps
   ChannelASettings channel_a;
+  ChannelBSettings channel_b;
+  std::unique_ptr<StepRouter> router;
+  std::unique_ptr<BSampler> b_sampler;  // stage2 only
   std::unique_ptr<AdamW> optimizer;
   LrSchedule schedule;
   std::unique_ptr<CheckpointManager> checkpoints;
@@ -245,6 +305,9 @@ struct Trainer::Impl {
   void write_checkpoint_contents(const std::string& dir);
   void run_validation();
   TrainResult train_loop();
+  // The step function of `kind` on one prepared micro-batch.
+  coord::LossTerms step_loss_terms(StepKind kind, const PreparedBatch& pb, StepStats& st);
+  data::ReasonCounts b_skipped;  // B samples the dataset could not build, this process's run
 };
 
 void Trainer::Impl::setup() {
@@ -340,6 +403,14 @@ void Trainer::Impl::setup() {
     start = data::LoaderState::from_json(state.loader_state_json);
   }
   loader = std::make_unique<data::DataLoader>(train_set, loader_options, start);
+  router = std::make_unique<StepRouter>(stage2, cfg.stage2, *reducer);
+  if (stage2) {
+    channel_b = ChannelBSettings::from_config(cfg, *tok);
+    if (train_set->size() == 0)
+      throw ConfigError("no training samples for Channel-B", "key data.train_jsonl", "check the training data");
+    b_sampler = std::make_unique<BSampler>(train_set->size(), static_cast<uint64_t>(cfg.train.seed), reducer->rank(),
+                                           reducer->world_size(), state.b_sampler_position);
+  }
 
   if (cfg.train.max_steps > 0) {
     total_steps = cfg.train.max_steps;
@@ -423,11 +494,14 @@ void Trainer::Impl::log_run_summary() const {
   if (val_set) spdlog::info("validation data: {} samples", val_set->size());
   if (stage2) {
     const auto& a = cfg.channel_a;
-    spdlog::info("stage2: Channel-A on every step (no Channel-B rollouts in this build): {} forward(s), "
-                 "grad {}, context embeddings {} (tau_A {}), init {}, geometry decode {}",
-                 a.n_softctx_iter, a.softctx_grad_mode, a.coord_ctx_embed_mode, a.ctx_tau, a.init,
-                 cfg.coord.decode_mode);
-    if (cfg.loss.geo.weight == 0.0 && cfg.loss.coord_dist.mode == "none")
+    spdlog::info("stage2: {} schedule, b_ratio {}: Channel-A {} forward(s), grad {}, context embeddings {} "
+                 "(tau_A {}), init {}, geometry decode {}; Channel-B {} rollout(s) per rank per micro-step, "
+                 "{} decoding, prefix {}, geo weight {}, geometry decode {}",
+                 cfg.stage2.schedule, cfg.stage2.b_ratio, a.n_softctx_iter, a.softctx_grad_mode,
+                 a.coord_ctx_embed_mode, a.ctx_tau, a.init, cfg.coord.decode_mode, channel_b.batch_size,
+                 cfg.rollout.decoding, cfg.channel_b.prefix_mode, cfg.channel_b.geo_weight,
+                 cfg.channel_b.coord_decode_mode);
+    if (cfg.stage2.b_ratio < 1.0 && cfg.loss.geo.weight == 0.0 && cfg.loss.coord_dist.mode == "none")
       spdlog::warn("stage2 with loss.geo.weight = 0 and loss.coord_dist.mode = none: the self-context forwards "
                    "feed no loss, so Channel-A costs {} forwards for a Stage-1 update; set loss.geo.weight",
                    channel_a.override_forwards() + 1);
@@ -461,6 +535,7 @@ void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
   util::write_file_atomic((sdir / kConfigYaml).string(), config::dump_yaml(cfg));
   TrainerState s = state;
   s.loader_state_json = loader->state().to_json();
+  if (b_sampler) s.b_sampler_position = b_sampler->position();
   s.config = flat_config;
   util::write_file_atomic((sdir / "state.json").string(), s.to_json());  // the completeness marker, last
 }
@@ -525,31 +600,58 @@ TrainResult Trainer::Impl::train_loop() {
   const auto weights = coord::term_weights(cfg.loss);
 
   while (state.step < total_steps) {
+    // 0. The step's kind, agreed by all ranks; it holds for every micro-batch of the step.
+    const StepKind kind = router->kind_for(state.step);
+    const bool is_b = kind == StepKind::kChannelB;
+    const std::array<double, coord::kNumTerms> step_weights = is_b ? channel_b.term_weights : weights;
+    const int64_t gate_step = state.step;
+
     // 1. The step's micro-batches and their supervised-item counts, summed over micro-batches and ranks.
+    // B micro-batches come from the B sampler and are rolled out here (B0-B3), not from the loader.
     std::vector<PreparedBatch> micro;
     StepStats st;
     for (int i = 0; i < accum; ++i) {
-      micro.push_back(prepare_batch(loader->next(), cfg.loss));
+      if (is_b) {
+        data::ReasonCounts skipped;
+        ChannelBBatch cb = prepare_channel_b(*model, *train_set, b_sampler->next(channel_b.batch_size), state.step,
+                                             channel_b, &skipped);
+        for (const auto& [reason, n] : skipped) b_skipped[reason] += n;
+        st.channel_b += cb.diagnostics;
+        micro.push_back(std::move(cb.prepared));
+      } else {
+        micro.push_back(prepare_batch(loader->next(), cfg.loss));
+      }
       for (int t = 0; t < coord::kNumTerms; ++t) st.counts[t] += micro.back().counts[t];
       st.num_samples += micro.back().batch.size();
       st.num_tokens += micro.back().batch.num_tokens;
     }
     st.reduce_counts(*reducer);
 
-    // 2. Forward + backward of each micro-batch, its loss divided by the global counts.
+    // 2. Forward + backward of each micro-batch (the step function of its kind), its loss divided by
+    // the global counts.
+    const double fb_start = now_s();
     for (PreparedBatch& pb : micro) {
-      // Stage-2 routes every step to Channel-A: it is the fallback whenever no Channel-B rollout
-      // batch is ready (seed 6.1.1), and this build has no rollout queue yet.
-      const coord::LossTerms terms =
-          stage2 ? channel_a_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss, channel_a, &st.channel_a)
-                 : stage1_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss);
+      const coord::LossTerms terms = step_loss_terms(kind, pb, st);
       st.add_terms(terms);
-      const torch::Tensor total = coord::total_loss(terms, st.counts, cfg.loss);
+      const torch::Tensor total = coord::total_loss(terms, st.counts, step_weights);
       if (total.requires_grad() && std::isfinite(total.item<double>())) total.backward();
       pb.batch = {};  // free activations' inputs and pixels early
     }
+    if (is_b) st.channel_b.forward_backward_seconds = now_s() - fb_start;
     st.reduce_sums(*reducer);
     ++state.step;
+    if (is_b) {
+      ++state.num_b_steps;
+      state.b_sampler_position = b_sampler->position();
+      // Every rank logs it (train.rank<k>.log): the kinds of all ranks can be compared afterwards.
+      const ChannelBDiagnostics& b = st.channel_b;
+      progress.clear();
+      spdlog::info("step {}: Channel-B: {} rollouts ({} parsed complete, {} invalid), {} valid objects, "
+                   "{} matched, {} FP, {} FN of {} GT; rollout {:.2f} s, build {:.2f} s, forward+backward {:.2f} s",
+                   state.step, b.num_rollouts, b.num_parse_complete, b.num_invalid_rollout, b.num_valid_pred,
+                   b.num_matched, b.num_fp, b.num_fn, b.num_gt, b.rollout_seconds, b.build_seconds,
+                   b.forward_backward_seconds);
+    }
     state.num_samples += st.num_samples;
     state.num_tokens += st.num_tokens;
     window_samples += st.num_samples;
@@ -557,7 +659,7 @@ TrainResult Trainer::Impl::train_loop() {
 
     // 3. NaN/Inf guard, clipping, update.
     const double lr = schedule.lr_at(state.step);
-    const double loss = total_loss_value(st.sums, st.counts, st.active, cfg.loss);
+    const double loss = total_loss_value(st.sums, st.counts, st.active, step_weights);
     std::string nonfinite = join_nonfinite(st.sums, st.active, st.iou_kind);
     double norm = 0.0;
     if (nonfinite.empty()) {
@@ -593,7 +695,9 @@ TrainResult Trainer::Impl::train_loop() {
     const int64_t done_here = state.step - result.start_step;
     snap.eta_s = (t - run_start) / static_cast<double>(done_here) * static_cast<double>(total_steps - state.step);
     progress.update(snap);
-    const bool log_step = state.step % cfg.train.log_every == 0 || state.step == total_steps || !nonfinite.empty();
+    // B steps are rare and carry their own diagnostics: always logged.
+    const bool log_step =
+        state.step % cfg.train.log_every == 0 || state.step == total_steps || !nonfinite.empty() || is_b;
     if (log_step && is_main()) {
       nlohmann::ordered_json rec;
       rec["step"] = state.step;
@@ -601,7 +705,7 @@ TrainResult Trainer::Impl::train_loop() {
       rec["loss"] = loss;
       for (const auto& m : coord::loss_metrics(st.sums, st.counts, st.active, st.iou_kind)) rec[m.name] = m.value;
       for (int i = 0; i < coord::kNumTerms; ++i)
-        if (st.active[i] && weights[i] != 0.0)
+        if (st.active[i] && step_weights[i] != 0.0)
           rec["num_" + coord::term_name(static_cast<coord::Term>(i), st.iou_kind)] = st.counts[i];
       rec["lr"] = lr;
       rec["grad_norm"] = norm;
@@ -611,12 +715,19 @@ TrainResult Trainer::Impl::train_loop() {
       rec["samples_per_s"] = snap.samples_per_s;
       if (st.num_poly_excluded > 0) rec["num_poly_excluded"] = st.num_poly_excluded;
       if (stage2) {
-        rec["step_kind"] = "A";
-        rec["a_decoder_forwards"] = st.channel_a.decoder_forwards;
-        if (st.channel_a.num_slots > 0) {
-          const double slots = static_cast<double>(st.channel_a.num_slots);
-          rec["a_ctx_shift_bins"] = 999.0 * st.channel_a.abs_shift_sum / slots;
-          rec["a_ctx_argmax_changed"] = static_cast<double>(st.channel_a.argmax_changed) / slots;
+        rec["step_kind"] = step_kind_name(kind);
+        rec["b_ratio_realized"] = router->realized_b_ratio();
+        rec["num_b_steps"] = state.num_b_steps;
+        if (is_b) {
+          add_channel_b_metrics(rec, st.channel_b, reducer->world_size(), channel_b.matching.at_step(gate_step));
+          for (const auto& [reason, n] : b_skipped) rec["b_skipped_" + reason] = n;
+        } else {
+          rec["a_decoder_forwards"] = st.channel_a.decoder_forwards;
+          if (st.channel_a.num_slots > 0) {
+            const double slots = static_cast<double>(st.channel_a.num_slots);
+            rec["a_ctx_shift_bins"] = 999.0 * st.channel_a.abs_shift_sum / slots;
+            rec["a_ctx_argmax_changed"] = static_cast<double>(st.channel_a.argmax_changed) / slots;
+          }
         }
       }
       rec["num_samples"] = state.num_samples;
@@ -670,6 +781,17 @@ TrainResult Trainer::Impl::train_loop() {
   spdlog::info("training {} at step {}/{}; last checkpoint {}", result.stopped_by_signal ? "stopped" : "finished",
                state.step, total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint);
   return result;
+}
+
+coord::LossTerms Trainer::Impl::step_loss_terms(StepKind kind, const PreparedBatch& pb, StepStats& st) {
+  switch (kind) {
+    case StepKind::kStage1: return stage1_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss);
+    case StepKind::kChannelA:
+      return channel_a_loss_terms(*model, pb, coord_ids, cfg.coord, cfg.loss, channel_a, &st.channel_a);
+    case StepKind::kChannelB: return channel_b_loss_terms(*model, pb, coord_ids, channel_b);
+  }
+  COORDEXP_CHECK(false, "unknown step kind");
+  return {};
 }
 
 bool trains_on_cuda(const config::RunConfig& config) {

@@ -26,6 +26,8 @@ std::string TrainerState::to_json() const {
   j["num_nonfinite_skipped"] = num_nonfinite_skipped;
   j["consecutive_nonfinite"] = consecutive_nonfinite;
   j["data_loader"] = nlohmann::ordered_json::parse(loader_state_json.empty() ? "{}" : loader_state_json);
+  j["b_sampler_position"] = b_sampler_position;
+  j["num_b_steps"] = num_b_steps;
   j["config"] = config;
   return j.dump(2) + "\n";
 }
@@ -47,6 +49,9 @@ TrainerState TrainerState::from_json(const std::string& text, const std::string&
   get_int("num_tokens", s.num_tokens);
   get_int("num_nonfinite_skipped", s.num_nonfinite_skipped);
   get_int("consecutive_nonfinite", s.consecutive_nonfinite);
+  // Channel-B state arrived after version 1 files existed: absent = no B step yet.
+  if (j.contains("b_sampler_position")) get_int("b_sampler_position", s.b_sampler_position);
+  if (j.contains("num_b_steps")) get_int("num_b_steps", s.num_b_steps);
   if (!j.contains("data_loader") || !j["data_loader"].is_object())
     throw FormatError("key data_loader missing or not an object", where, hint);
   s.loader_state_json = j["data_loader"].dump();

@@ -65,7 +65,7 @@ BENCHMARK(BM_RenderAnswer60)->Unit(benchmark::kMicrosecond);
 // Rollout truncated inside object 41: keep 40, inject 20 FN.
 void BM_BuildYIn60(benchmark::State& state) {
   const auto& a = answer60();
-  const std::vector<tokenizer::TokenId> rollout(a.ids.begin(), a.ids.begin() + a.objects[40].tokens.end - 3);
+  const std::vector<tokenizer::TokenId> rollout(a.ids.begin(), a.ids.begin() + a.layout.objects[40].tokens.end - 3);
   const auto parsed = protocol::parse_ids(rollout, tok());
   const auto all = objects(60);
   const std::vector<protocol::Object> fn(all.begin() + 40, all.end());

@@ -87,16 +87,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Object fn{"fn object", protocol::GeometryKind::kBbox, {1, 2, 3, 4}};
   for (auto mode : {protocol::PrefixMode::kRaw, protocol::PrefixMode::kCanonical}) {
     const protocol::YIn y = protocol::build_y_in(r, {fn}, *g_tok, mode, protocol::FieldOrder::kDescFirst);
-    require(y.ids.size() == y.types.size() && y.ids.back() == g_tok->im_end_id(), "y_in ends with EOS");
+    require(y.ids.size() == y.layout.types.size() && y.ids.back() == g_tok->im_end_id(), "y_in ends with EOS");
     require(g_tok->decode({y.ids.begin(), y.ids.end() - 1}) == y.text, "y_in ids spell y_in text");
     const protocol::ParseResult back = protocol::parse_ids(y.ids, *g_tok);
     require(back.status == protocol::RolloutStatus::kComplete, "y_in parses complete");
     require(!back.entries.empty() && back.entries.back().valid() && back.entries.back().object == fn,
             "y_in ends with the FN object");
-    require(back.entries.size() == y.objects.size(), "y_in objects match its entries");
-    for (size_t i = 0; i < y.objects.size(); ++i)
-      require(back.entries[i].span.tokens.begin == y.objects[i].span.tokens.begin &&
-                  back.entries[i].span.coord_positions == y.objects[i].span.coord_positions,
+    require(back.entries.size() == y.layout.objects.size(), "y_in objects match its entries");
+    for (size_t i = 0; i < y.layout.objects.size(); ++i)
+      require(back.entries[i].span.tokens.begin == y.layout.objects[i].tokens.begin &&
+                  back.entries[i].span.coord_positions == y.layout.objects[i].coord_positions,
               "y_in spans match a re-parse");
   }
   return 0;

@@ -78,6 +78,10 @@ struct LossTerms {
 // A 0-dim tensor; backward on each micro-batch's total accumulates exactly the big-batch gradient.
 // Returns an exact zero without graph when nothing is active.
 torch::Tensor total_loss(const LossTerms& local, const TermCounts& global_counts, const config::LossOptions& loss);
+// The same with explicit per-term multipliers (e.g. Channel-B's term_weights with the matched half of
+// L_geo scaled by channel_b.matched_geo_weight).
+torch::Tensor total_loss(const LossTerms& local, const TermCounts& global_counts,
+                         const std::array<double, kNumTerms>& weights);
 
 struct Metric {
   std::string name;

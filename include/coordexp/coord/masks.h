@@ -1,7 +1,7 @@
 // The Unified Mask / Weight Spec (seed 5.5.4): per-token CE weights by token type for the three contexts
 // gt, self_context and rollout (FP-neutral + EOS-enforced), built from plain token-type and object-span
-// structs. The protocol layer produces equivalent data (spans, types, the top-level closing positions
-// from its brace scan); this header does not include it. One implementation shared by every path.
+// structs. The layout (types, object spans with subsets, the top-level closing positions from the
+// brace scan) is the protocol's ResponseLayout. One implementation shared by every path.
 #pragma once
 
 #include <torch/torch.h>
@@ -12,48 +12,22 @@
 #include <vector>
 
 #include "coordexp/config/sections/loss.h"
+#include "coordexp/protocol/coordjson.h"
 
 namespace coordexp::coord {
 
-// Mutually exclusive token types of a response (seed 5.5.1). <|im_end|> is kEos, never kStruct.
-enum class TokenType : uint8_t { kStruct, kDesc, kCoord, kEos };
-// Channel-B object subsets. kInvalid = dropped-invalid rollout spans, masked like kFp.
-enum class ObjectSubset : uint8_t { kMatched, kFp, kInvalid, kFn };
-enum class GeometryKind : uint8_t { kBbox, kPoly };
+// The response description is the protocol's (one set of types for spans, subsets and token types
+// across modules); coord reads it, never builds its own.
+using protocol::GeometryKind;
+using protocol::ObjectSpan;
+using protocol::ObjectSubset;
+using protocol::ResponseLayout;
+using protocol::TokenRange;
+using protocol::TokenType;
+
 enum class Context : uint8_t { kGt, kSelfContext, kRollout };
 
 const char* to_string(Context c);
-const char* to_string(ObjectSubset s);
-
-// Half-open token range [begin, end) in response-token positions.
-struct TokenRange {
-  int64_t begin = 0;
-  int64_t end = 0;
-  bool contains(int64_t t) const { return t >= begin && t < end; }
-};
-
-// One object record of the response, in response-token positions.
-struct ObjectSpan {
-  TokenRange record;                     // the record's tokens, from its `{` to its `}`
-  TokenRange desc;                       // the desc string's content tokens (inside record)
-  std::vector<int64_t> coord_positions;  // its coord tokens in order (bbox: x1, y1, x2, y2)
-  GeometryKind geometry = GeometryKind::kBbox;
-  ObjectSubset subset = ObjectSubset::kMatched;  // rollout only; gt/self_context ignore it
-  // Normalized [0,1] GT box (x1, y1, x2, y2) this object is supervised toward: its own GT (gt,
-  // self_context, fn) or its matched GT (matched). Unused for fp/invalid and polygons.
-  std::array<double, 4> gt_box{};
-};
-
-// Everything the mask builder needs about one response of length types.size().
-struct ResponseLayout {
-  std::vector<TokenType> types;     // per response token
-  std::vector<ObjectSpan> objects;  // non-overlapping records
-  // Top-level closure found by the protocol layer's brace scan (may coincide when BPE merges `]}`);
-  // -1 = absent. Used by context=rollout (EOS-enforced).
-  int64_t array_close = -1;   // the `objects` array's `]`
-  int64_t object_close = -1;  // the outermost `}`
-  int64_t eos = -1;           // <|im_end|>
-};
 
 // Per-token weights, float32 [T] each. Types are exclusive, so at most one weight is non-zero per token.
 // L_struct_ce sums (struct + eos) * CE; the other terms use their own weight. A token is counted as a
@@ -68,13 +42,19 @@ struct TokenWeights {
 //  rollout:      zeros, then struct in matched spans; struct + desc in fn spans (+ coord when
 //                fn_coord_ce); struct on array_close / object_close and eos on eos (EOS-enforced);
 //                finally every fp/invalid span is zeroed (FP-neutral wins). Header, separators and
-//                anything outside spans stay 0. rollout requires eos >= 0.
-// Throws InternalError (file:line) when spans/positions are out of range, overlap or disagree with types.
+//                anything outside spans stay 0. rollout requires eos >= 0 and no kUnassigned object.
+//                Shared tokens: BPE may fuse the end of one record with the start of the next (compact
+//                JSON `},{`, `]},{"`), so that token lies in both spans. It gets what either span gives
+//                it (both give struct weight), except that a token touching an fp or invalid span is 0:
+//                FP-neutral wins, because a mistake's tokens must never be reinforced.
+// Throws InternalError (file:line) when spans/positions are out of range or disagree with types.
 TokenWeights build_token_weights(const ResponseLayout& layout, Context context, const config::LossOptions& loss,
                                  bool fn_coord_ce = false);
 
 // Checks the invariants build_token_weights relies on (positions in range, coord positions typed kCoord
-// inside their record, desc inside record, records non-overlapping). Throws InternalError.
+// inside their record, desc inside record, no coord position in two objects, each record begins
+// after the previous one begins and ends after it ends: records may share boundary tokens, never
+// nest). Throws InternalError.
 void check_layout(const ResponseLayout& layout);
 
 }  // namespace coordexp::coord

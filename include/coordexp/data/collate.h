@@ -38,7 +38,7 @@ struct Batch {
   torch::Tensor response_targets;         // int64 [N]: the answer token ids
   // All answers concatenated (context gt): types, objects with offset positions; array_close,
   // object_close and eos are -1 (per-sample values: samples[b].response_layout()).
-  coord::ResponseLayout response_layout;
+  protocol::ResponseLayout response_layout;
 
   int64_t num_tokens = 0;         // real tokens (sum of lengths), image tokens included
   int64_t num_padded_tokens = 0;  // B * T

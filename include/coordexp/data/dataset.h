@@ -47,8 +47,8 @@ struct SampleObject {
   protocol::GeometryKind kind = protocol::GeometryKind::kBbox;
   std::vector<int> bins;                // flat x, y, x, y, ...: the rendered coord tokens' values
   std::vector<double> c_gt;             // continuous normalized [0, 1] values, same length
-  coord::TokenRange record;             // full-sequence positions of the record's tokens
-  coord::TokenRange desc_tokens;        // full-sequence positions of the desc content tokens
+  protocol::TokenRange record;          // full-sequence positions of the record's tokens
+  protocol::TokenRange desc_tokens;     // full-sequence positions of the desc content tokens
   std::vector<int64_t> coord_positions; // full-sequence input positions of its coord tokens, in order
 };
 
@@ -72,9 +72,9 @@ struct Sample {
 
   int64_t length() const { return static_cast<int64_t>(input_ids.size()); }
   int64_t answer_length() const { return length() - answer_begin; }
-  // The coord module's view (context gt): positions relative to answer_begin, types mapped 1:1,
-  // every object kMatched with gt_box = its bbox c_gt (zeros for polygons).
-  coord::ResponseLayout response_layout() const;
+  // The answer's layout for the mask / loss builders (context gt): positions relative to
+  // answer_begin, every object kMatched with gt_box = its bbox c_gt (zeros for polygons).
+  protocol::ResponseLayout response_layout() const;
 };
 
 // Everything the dataset needs, resolved from the config sections.

@@ -72,9 +72,11 @@ MatchResult match_objects(const std::vector<MatchObject>& preds, const std::vect
                           const config::MatchingOptions& options);
 
 // Finishes the rollout-prefix subsets of a y_in built from the same parse (protocol::build_y_in
-// leaves valid entries kUnassigned): kMatched for predictions in result.matched, kFp otherwise.
-// kInvalid and kFn objects are left alone. COORDEXP_CHECK: every kUnassigned prefix object is one
-// of `preds` (same ParseResult).
-void set_prefix_subsets(protocol::YIn& y_in, const Predictions& preds, const MatchResult& result);
+// leaves valid entries kUnassigned): kMatched for predictions in result.matched, with gt_box = the
+// matched GT's box from `gts` (the GT list given to match_objects), kFp otherwise. kInvalid and kFn
+// objects are left alone. COORDEXP_CHECK: every kUnassigned prefix object is one of `preds` (same
+// ParseResult).
+void set_prefix_subsets(protocol::YIn& y_in, const Predictions& preds, const MatchResult& result,
+                        const std::vector<MatchObject>& gts);
 
 }  // namespace coordexp::matching

@@ -25,31 +25,22 @@ PrefixMode prefix_mode_from_name(const std::string& name);
 
 enum class ObjectSource : uint8_t { kRolloutPrefix, kInjectedFn };
 
-// Object subset for the rollout-context masks (seed 5.5.1 / 5.5.4C).
-enum class ObjectSubset : uint8_t {
-  kUnassigned,  // a valid prefix object: the caller sets kMatched or kFp after matching
-  kMatched,
-  kFp,
-  kInvalid,     // a complete prefix entry that failed validation: masked like FP
-  kFn,          // an injected GT object
-};
-
-struct YInObject {
+// Where an object of y_in came from.
+struct ObjectOrigin {
   ObjectSource source = ObjectSource::kRolloutPrefix;
   // kRolloutPrefix: index into ParseResult::entries; kInjectedFn: index into the fn_objects given.
   int32_t index = 0;
-  ObjectSubset subset = ObjectSubset::kUnassigned;
-  ObjectSpan span;  // token spans and coord input positions in y_in (answer indices)
 };
 
 struct YIn {
   std::string text;                     // y_in text without <|im_end|>
   std::vector<tokenizer::TokenId> ids;  // y_in answer ids; the last one is <|im_end|>
-  std::vector<TokenType> types;         // one per id
-  std::vector<YInObject> objects;       // sequence order: prefix entries, then FN objects
-  int32_t array_close_token = -1;       // token holding the top-level `]`
-  int32_t outer_close_token = -1;       // token holding the outermost `}`
-  int32_t eos_token = -1;               // index of the final <|im_end|>
+  // Types, object spans (sequence order: prefix entries, then FN objects) and the top-level closure
+  // tokens, ready for the rollout-context mask builder (coord/masks.h). Prefix objects are
+  // kUnassigned (valid entries: matching sets kMatched / kFp) or kInvalid; injected ones kFn.
+  // gt_box is left for the caller (the matched / FN GT boxes).
+  ResponseLayout layout;
+  std::vector<ObjectOrigin> origins;    // one per layout.objects
   // ids[0, num_rollout_ids_kept) are the rollout's own ids verbatim (kRaw); the rest are what the
   // tokenizer gives for the spliced text: the retained part of the last rollout token reaching the
   // cut + ", " + FN records + "]}" (so no unseen sequence such as `]},` followed by `, `).

@@ -4,6 +4,7 @@
 // and labeling live in render.h, parsing in parse.h. No LibTorch.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -65,11 +66,21 @@ struct TokenRange {
   bool contains(int32_t i) const { return i >= begin && i < end; }
 };
 
-// Where one object record sits in the answer ids (seed 7.2 B1: span_i, desc_span_i, coord_pos_i).
+// Object subset of a response (seed 5.5.1 / 5.5.4C). Stage-1 / Channel-A answers hold GT objects
+// (kMatched: supervised as they are); a Channel-B y_in holds rollout prefix entries (kUnassigned until
+// matching sets kMatched or kFp; kInvalid for complete entries that failed validation, masked like
+// FP) and injected GT objects (kFn).
+enum class ObjectSubset : uint8_t { kUnassigned, kMatched, kFp, kInvalid, kFn };
+const char* object_subset_name(ObjectSubset subset);  // "unassigned" | "matched" | "fp" | "invalid" | "fn"
+
+// Where one object record sits in the answer ids (seed 7.2 B1: span_i, desc_span_i, coord_pos_i), and
+// what it is supervised as. The one span type of the project: the parser, the renderer, the y_in
+// builder, the data pipeline and the mask / loss builders (coord/) all use it.
 struct ObjectSpan {
   // Every token overlapping the record's characters `{` .. `}`: a BPE token fused with neighbouring
   // syntax (` [{"`, `]},`, `]}]}`) belongs to the object it overlaps. Adjacent objects share a token
-  // only when one token covers both records (possible in model output, e.g. `},{`).
+  // only when one token covers both records (possible in model output, e.g. compact `},{`); the mask
+  // builder's rule for such a token is in coord/masks.h (FP-neutral wins).
   TokenRange tokens;
   // Tokens overlapping the desc content (between its quotes). Rule for a token straddling the desc
   // boundary (BPE fuses e.g. `."` or ` "(`): it overlaps desc content, so it is kDesc and inside
@@ -78,6 +89,23 @@ struct ObjectSpan {
   // Input positions (answer indices) of the geometry's coord tokens, in geometry order. The logit
   // that predicts the token at input position i sits at i - 1 (see coord_logit_position).
   std::vector<int32_t> coord_positions;
+  GeometryKind geometry = GeometryKind::kBbox;
+  ObjectSubset subset = ObjectSubset::kUnassigned;
+  // Normalized [0,1] GT box (x1, y1, x2, y2) the object's geometry is supervised toward: its own GT
+  // (gt / self_context / fn) or its matched GT (matched); set by data / Channel-B, unused for
+  // fp / invalid / polygons.
+  std::array<double, 4> gt_box{};
+};
+
+// Everything the mask and loss builders need about one response (an answer, a y_in, or several
+// answers concatenated), in answer-token indices.
+struct ResponseLayout {
+  std::vector<TokenType> types;     // one per token
+  std::vector<ObjectSpan> objects;  // sequence order
+  // Top-level closure found by the brace scan (may coincide when BPE merges `]}`); -1 = absent.
+  int32_t array_close = -1;   // token holding the `objects` array's `]`
+  int32_t object_close = -1;  // token holding the outermost `}`
+  int32_t eos = -1;           // the final <|im_end|>
 };
 
 // Causal shift: position (in the full prompt + answer sequence) of the logit that predicts the token

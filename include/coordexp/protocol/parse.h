@@ -36,6 +36,7 @@ enum class DropReason : uint8_t {
   kBadArity,            // after flattening: bbox != 4 values, poly odd or < 6
 };
 const char* drop_reason_name(DropReason reason);  // snake_case, e.g. "extra_key"
+inline constexpr int kNumDropReasons = static_cast<int>(DropReason::kBadArity) + 1;  // kNone included
 
 enum class RolloutStatus : uint8_t {
   kComplete,   // `{"objects": [...]}` closed, only whitespace after it

@@ -16,15 +16,15 @@ namespace coordexp::protocol {
 struct TokenizedAnswer {
   std::string text;                      // answer text without <|im_end|>
   std::vector<tokenizer::TokenId> ids;   // answer ids; the last one is <|im_end|>
-  std::vector<TokenType> types;          // one per id (mutually exclusive, seed 5.5.1)
-  std::vector<ObjectSpan> objects;       // one per object, in sequence order
-  int32_t array_close_token = -1;        // token holding the top-level `]`
-  int32_t outer_close_token = -1;        // token holding the outermost `}` (found by layout, not
-                                         // by a "last }" heuristic)
-  int32_t eos_token = -1;                // index of <|im_end|> (= ids.size() - 1)
+  // Types (one per id, mutually exclusive, seed 5.5.1), one span per object in sequence order, the
+  // tokens holding the top-level `]` and the outermost `}` (found by layout, not by a "last }"
+  // heuristic) and <|im_end|> (= ids.size() - 1).
+  ResponseLayout layout;
 };
 
-// y_GT for `objects` in the given order. Objects must satisfy append_object_record's precondition.
+// y_GT for `objects` in the given order: spans carry each object's geometry kind, subset
+// kUnassigned and no gt_box (the data pipeline fills those). Objects must satisfy
+// append_object_record's precondition.
 TokenizedAnswer render_answer(const std::vector<Object>& objects, const tokenizer::Tokenizer& tok,
                               FieldOrder order);
 

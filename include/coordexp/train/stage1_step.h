@@ -50,5 +50,8 @@ coord::LossTerms stage1_loss_terms(model::Qwen3VL& model, const PreparedBatch& p
 // value from already reduced sums and counts, for logs.
 double total_loss_value(const coord::TermSums& sums, const coord::TermCounts& counts, const coord::TermActive& active,
                         const config::LossOptions& loss);
+// The same with explicit term multipliers (coord::total_loss's second form).
+double total_loss_value(const coord::TermSums& sums, const coord::TermCounts& counts, const coord::TermActive& active,
+                        const std::array<double, coord::kNumTerms>& weights);
 
 }  // namespace coordexp::train

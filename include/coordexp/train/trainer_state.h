@@ -18,6 +18,8 @@ struct TrainerState {
   int64_t num_nonfinite_skipped = 0;  // steps whose update was skipped (non-finite loss or gradient)
   int64_t consecutive_nonfinite = 0;  // of those, how many in a row at the end
   std::string loader_state_json;      // data::LoaderState::to_json() of rank 0
+  int64_t b_sampler_position = 0;     // Channel-B sampler: global positions consumed (b_sampler.h)
+  int64_t num_b_steps = 0;            // Channel-B optimizer steps done
   std::map<std::string, std::string> config;  // dotted key -> value text (config::format_value)
 
   std::string to_json() const;

@@ -264,5 +264,32 @@ TEST(DistTrain, TwoRanksEqualOneRankWithBothBatchesAndResumeBitExactly) {
   for (const auto& [k, p] : two_ranks) EXPECT_TRUE(torch::equal(p, resumed.at(k))) << k;
 }
 
+// Stage-2 with b_ratio 0.5 on 2 ranks: rank 0 decides each step's kind and broadcasts it, so both
+// ranks run A, B, A, B (rank 1's log lines for B steps are compared with rank 0's metrics).
+TEST(DistTrain, TwoRanksTakeTheSameStepKinds) {
+  const std::string dir = fresh_dir("dist_stage2_kinds");
+  std::string yaml = yaml_for(dir, 4, 0);
+  const std::string train_key = "train: {";
+  yaml.replace(yaml.find(train_key), train_key.size(), "train: {stage: stage2, ");
+  yaml += "stage2: {b_ratio: 0.5}\nrollout: {max_new_tokens: 12}\nloss: {geo: {weight: 1.0}}\n";
+  train_two_ranks(dir, yaml);
+  const auto recs = metrics_with(dir, "step_kind");
+  ASSERT_EQ(recs.size(), 4u);
+  std::vector<int64_t> b_steps;
+  for (const auto& r : recs)
+    if (r["step_kind"] == "B") {
+      b_steps.push_back(r["step"].get<int64_t>());
+      EXPECT_EQ(r["b_num_rollouts"], 2);  // one rollout per rank, summed
+    }
+  EXPECT_EQ(b_steps, (std::vector<int64_t>{2, 4}));
+  for (const char* log : {"train.log", "train.rank1.log"}) {
+    const std::string text = util::read_file((fs::path(dir) / log).string());
+    std::vector<int64_t> logged;
+    for (int64_t s = 1; s <= 4; ++s)
+      if (text.find("step " + std::to_string(s) + ": Channel-B:") != std::string::npos) logged.push_back(s);
+    EXPECT_EQ(logged, b_steps) << log;
+  }
+}
+
 }  // namespace
 }  // namespace coordexp::dist

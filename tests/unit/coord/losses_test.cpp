@@ -22,7 +22,7 @@ std::vector<double> row_of(const torch::Tensor& t) {
   return std::vector<double>(r.data_ptr<double>(), r.data_ptr<double>() + r.numel());
 }
 
-ObjectSpan bbox_object(std::vector<int64_t> coord_rows, ObjectSubset subset, std::array<double, 4> gt) {
+ObjectSpan bbox_object(std::vector<int32_t> coord_rows, ObjectSubset subset, std::array<double, 4> gt) {
   ObjectSpan o;
   o.coord_positions = std::move(coord_rows);
   o.subset = subset;
@@ -334,7 +334,7 @@ TEST(CoordLosses, MicroBatchAccumulationWithGlobalCountsEqualsOneBigBatch) {
   // One big batch: rows concatenated, B's positions offset by ta.
   std::vector<ObjectSpan> big_objects = oa;
   for (ObjectSpan o : ob) {
-    for (int64_t& r : o.coord_positions) r += ta;
+    for (int32_t& r : o.coord_positions) r += static_cast<int32_t>(ta);
     big_objects.push_back(o);
   }
   auto cat = [](const torch::Tensor& a, const torch::Tensor& b) { return torch::cat({a, b}); };

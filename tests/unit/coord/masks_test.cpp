@@ -34,7 +34,7 @@ class ResponseBuilder {
                         const std::string& close = "]}") {
     ObjectSpan o;
     o.subset = subset;
-    o.record.begin = add("{\"", TokenType::kStruct, rec);
+    o.tokens.begin = add("{\"", TokenType::kStruct, rec);
     add("desc", TokenType::kStruct, rec);
     add("\": \"", TokenType::kStruct, rec);
     o.desc.begin = static_cast<int64_t>(toks_.size());
@@ -48,7 +48,7 @@ class ResponseBuilder {
       o.coord_positions.push_back(add("<|coord_" + std::to_string(100 * j + 10) + "|>", TokenType::kCoord, coord));
     }
     add(close, TokenType::kStruct, rec);
-    o.record.end = static_cast<int64_t>(toks_.size());
+    o.tokens.end = static_cast<int64_t>(toks_.size());
     return o;
   }
   ResponseLayout layout() const {
@@ -126,6 +126,54 @@ TEST(CoordMasks, BlackCatYellowDogRolloutAndGtContexts) {
   b.expect_weights(build_token_weights(layout, Context::kSelfContext, loss), 1, 1, 1, 1);
 }
 
+// Compact JSON: BPE fuses `]},{"` into one token that ends one record and starts the next, so two
+// spans share it. Rule (masks.h): a shared token gets what either record gives it, except that
+// touching an FP / invalid record makes it 0 (FP-neutral wins). FP sofa | matched cat | FN dog.
+TEST(CoordMasks, TokensSharedByTwoRecordsFollowFpNeutral) {
+  ResponseBuilder b;
+  b.add("{\"objects\":[", TokenType::kStruct, '.');
+  ObjectSpan sofa = b.add_object({"so", "fa"}, ObjectSubset::kFp, '.', '.', '.', "]},{\"");  // shared with cat: 0
+  // The rest of a record that began inside the previous record's last token.
+  auto tail = [&b](const std::vector<std::string>& words, ObjectSubset subset, char rec, char desc,
+                   const std::string& close, char close_code) {
+    ObjectSpan o;
+    o.subset = subset;
+    o.tokens.begin = static_cast<int32_t>(b.layout().types.size()) - 1;
+    b.add("desc", TokenType::kStruct, rec);
+    b.add("\":\"", TokenType::kStruct, rec);
+    o.desc.begin = static_cast<int32_t>(b.layout().types.size());
+    for (const auto& w : words) b.add(w, TokenType::kDesc, desc);
+    o.desc.end = static_cast<int32_t>(b.layout().types.size());
+    b.add("\",\"", TokenType::kStruct, rec);
+    b.add("bbox_2d", TokenType::kStruct, rec);
+    b.add("\":[", TokenType::kStruct, rec);
+    for (int j = 0; j < 4; ++j) {
+      if (j > 0) b.add(",", TokenType::kStruct, rec);
+      o.coord_positions.push_back(static_cast<int32_t>(b.add("<|coord_5|>", TokenType::kCoord, '.')));
+    }
+    b.add(close, TokenType::kStruct, close_code);
+    o.tokens.end = static_cast<int32_t>(b.layout().types.size());
+    return o;
+  };
+  ObjectSpan cat = tail({"black", " cat"}, ObjectSubset::kMatched, 's', '.', "]},{\"", 's');  // shared with FN: struct
+  ObjectSpan dog = tail({"yellow", " dog"}, ObjectSubset::kFn, 's', 'd', "]}]}", 's');       // also the closure
+  const int64_t eos = b.add("<|im_end|>", TokenType::kEos, 'e');
+  ResponseLayout layout = b.layout();
+  layout.objects = {sofa, cat, dog};
+  ASSERT_EQ(cat.tokens.begin, sofa.tokens.end - 1);
+  ASSERT_EQ(dog.tokens.begin, cat.tokens.end - 1);
+  layout.array_close = layout.object_close = static_cast<int32_t>(eos - 1);
+  layout.eos = static_cast<int32_t>(eos);
+  EXPECT_NO_THROW(check_layout(layout));
+  b.expect_weights(build_token_weights(layout, Context::kRollout, config::LossOptions{}), 1, 1, 1, 1);
+  // The shared token also may not carry the closure when an FP record touches it.
+  layout.objects[2].subset = ObjectSubset::kFp;
+  const TokenWeights w = build_token_weights(layout, Context::kRollout, config::LossOptions{});
+  EXPECT_EQ(w.struct_w[eos - 1].item<float>(), 0.f);
+  EXPECT_EQ(w.struct_w[cat.tokens.end - 1].item<float>(), 0.f);
+  EXPECT_EQ(w.eos_w[eos].item<float>(), 1.f);
+}
+
 // Matched cat, FP "sofa", dropped-invalid junk, FN dog injected; separate `]` and `}` tokens.
 TEST(CoordMasks, RolloutMatchedFpInvalidAndFnSpans) {
   for (bool fn_coord_ce : {false, true}) {
@@ -137,10 +185,10 @@ TEST(CoordMasks, RolloutMatchedFpInvalidAndFnSpans) {
     b.add(", ", TokenType::kStruct, '.');
     ObjectSpan junk;  // an invalid record: desc only, no geometry
     junk.subset = ObjectSubset::kInvalid;
-    junk.record.begin = b.add("{\"desc\": \"", TokenType::kStruct, '.');
+    junk.tokens.begin = b.add("{\"desc\": \"", TokenType::kStruct, '.');
     junk.desc = {b.add("lamp", TokenType::kDesc, '.'), 0};
     junk.desc.end = junk.desc.begin + 1;
-    junk.record.end = b.add("\"}", TokenType::kStruct, '.') + 1;
+    junk.tokens.end = b.add("\"}", TokenType::kStruct, '.') + 1;
     b.add(", ", TokenType::kStruct, '.');  // comma before the first FN record (outside spans)
     ObjectSpan dog = b.add_object({"yellow", " dog"}, ObjectSubset::kFn, 's', 'd', fn_coord_ce ? 'c' : '.');
     const int64_t arr = b.add("]", TokenType::kStruct, 's');
@@ -168,7 +216,7 @@ TEST(CoordMasks, FpSpanContainingTheClosingBraceStaysZero) {
   const int64_t eos = b.add("<|im_end|>", TokenType::kEos, 'e');
   ResponseLayout layout = b.layout();
   layout.objects = {cat, fp};
-  layout.array_close = layout.object_close = fp.record.end - 1;
+  layout.array_close = layout.object_close = fp.tokens.end - 1;
   layout.eos = eos;
   b.expect_weights(build_token_weights(layout, Context::kRollout, config::LossOptions{}), 1, 1, 1, 1);
 }
@@ -192,8 +240,8 @@ TEST(CoordMasks, LayoutInvariantsAreChecked) {
   };
   expect_bad([](ResponseLayout& l) { l.objects[0].coord_positions[1] -= 1; });   // not a coord token
   expect_bad([](ResponseLayout& l) { l.objects[0].coord_positions.pop_back(); });  // bbox needs 4
-  expect_bad([&](ResponseLayout& l) { l.objects[0].record.end = static_cast<int64_t>(l.types.size()) + 1; });
-  expect_bad([](ResponseLayout& l) { l.objects.push_back(l.objects[0]); });        // overlapping records
+  expect_bad([&](ResponseLayout& l) { l.objects[0].tokens.end = static_cast<int64_t>(l.types.size()) + 1; });
+  expect_bad([](ResponseLayout& l) { l.objects.push_back(l.objects[0]); });        // a record repeated (nested, shared coords)
   expect_bad([](ResponseLayout& l) { l.eos = 0; });                                // not typed eos
   expect_bad([](ResponseLayout& l) { l.eos = -1; });                               // rollout needs eos
   expect_bad([](ResponseLayout& l) { l.objects[0].desc = {0, 2}; });               // desc outside record

@@ -264,22 +264,25 @@ TEST(Matcher, SetPrefixSubsetsFromTheMatch) {
   using coordexp::protocol::ObjectSubset;
   coordexp::protocol::YIn y_in;
   for (int e = 0; e < 4; ++e) {
-    coordexp::protocol::YInObject obj;
-    obj.index = e;
+    coordexp::protocol::ObjectSpan obj;
     obj.subset = e == 1 ? ObjectSubset::kInvalid : ObjectSubset::kUnassigned;
-    y_in.objects.push_back(obj);
+    y_in.layout.objects.push_back(obj);
+    y_in.origins.push_back({ObjectSource::kRolloutPrefix, e});
   }
-  coordexp::protocol::YInObject fn;
-  fn.source = ObjectSource::kInjectedFn;
+  coordexp::protocol::ObjectSpan fn;
   fn.subset = ObjectSubset::kFn;
-  y_in.objects.push_back(fn);
-  set_prefix_subsets(y_in, preds, r);
+  y_in.layout.objects.push_back(fn);
+  y_in.origins.push_back({ObjectSource::kInjectedFn, 0});
+  set_prefix_subsets(y_in, preds, r, gts);
   std::vector<ObjectSubset> got;
-  for (const auto& obj : y_in.objects) got.push_back(obj.subset);
+  for (const auto& obj : y_in.layout.objects) got.push_back(obj.subset);
   EXPECT_EQ(got, (std::vector<ObjectSubset>{ObjectSubset::kMatched, ObjectSubset::kInvalid, ObjectSubset::kFp,
                                             ObjectSubset::kFp, ObjectSubset::kFn}));
-  y_in.objects[1].subset = ObjectSubset::kUnassigned;  // an entry that is not a prediction
-  EXPECT_THROW(set_prefix_subsets(y_in, preds, r), coordexp::InternalError);
+  // The matched prediction (a) carries its GT's box as the geometry target; the others none.
+  EXPECT_EQ(y_in.layout.objects[0].gt_box, gts[0].box);
+  EXPECT_EQ(y_in.layout.objects[2].gt_box, (Box{0, 0, 0, 0}));
+  y_in.layout.objects[1].subset = ObjectSubset::kUnassigned;  // an entry that is not a prediction
+  EXPECT_THROW(set_prefix_subsets(y_in, preds, r, gts), coordexp::InternalError);
 }
 
 TEST(MatchingOptions, ValidateNamesTheKey) {

@@ -87,18 +87,18 @@ TEST(SeedExample, RenderedTextIdsTypesSpansAndCoordPositions) {
   for (int i : {7, 8, 32, 33}) types[i] = TokenType::kDesc;
   for (int i : {17, 20, 23, 26, 42, 45, 48, 51}) types[i] = TokenType::kCoord;
   types[54] = TokenType::kEos;
-  EXPECT_EQ(a.types, types);
-  ASSERT_EQ(a.objects.size(), 2u);
-  expect_range(a.objects[0].tokens, 3, 28);  // ` [{"` .. `]},`: fused tokens belong to the object
-  expect_range(a.objects[0].desc, 7, 9);
-  EXPECT_EQ(a.objects[0].coord_positions, (std::vector<int32_t>{17, 20, 23, 26}));
-  expect_range(a.objects[1].tokens, 28, 53);
-  expect_range(a.objects[1].desc, 32, 34);
-  EXPECT_EQ(a.objects[1].coord_positions, (std::vector<int32_t>{42, 45, 48, 51}));
-  EXPECT_EQ(a.array_close_token, 53);
-  EXPECT_EQ(a.outer_close_token, 53);
-  EXPECT_EQ(a.eos_token, 54);
-  EXPECT_EQ(coord_logit_position(100 + a.objects[0].coord_positions[0]), 116);
+  EXPECT_EQ(a.layout.types, types);
+  ASSERT_EQ(a.layout.objects.size(), 2u);
+  expect_range(a.layout.objects[0].tokens, 3, 28);  // ` [{"` .. `]},`: fused tokens belong to the object
+  expect_range(a.layout.objects[0].desc, 7, 9);
+  EXPECT_EQ(a.layout.objects[0].coord_positions, (std::vector<int32_t>{17, 20, 23, 26}));
+  expect_range(a.layout.objects[1].tokens, 28, 53);
+  expect_range(a.layout.objects[1].desc, 32, 34);
+  EXPECT_EQ(a.layout.objects[1].coord_positions, (std::vector<int32_t>{42, 45, 48, 51}));
+  EXPECT_EQ(a.layout.array_close, 53);
+  EXPECT_EQ(a.layout.object_close, 53);
+  EXPECT_EQ(a.layout.eos, 54);
+  EXPECT_EQ(coord_logit_position(100 + a.layout.objects[0].coord_positions[0]), 116);
 
   // Parsing the ids gives back the objects with the same spans.
   const ParseResult p = parse_ids(a.ids, tok);
@@ -107,9 +107,9 @@ TEST(SeedExample, RenderedTextIdsTypesSpansAndCoordPositions) {
   ASSERT_EQ(p.entries.size(), 2u);
   for (int i = 0; i < 2; ++i) {
     EXPECT_TRUE(p.entries[i].valid());
-    expect_range(p.entries[i].span.tokens, a.objects[i].tokens.begin, a.objects[i].tokens.end);
-    expect_range(p.entries[i].span.desc, a.objects[i].desc.begin, a.objects[i].desc.end);
-    EXPECT_EQ(p.entries[i].span.coord_positions, a.objects[i].coord_positions);
+    expect_range(p.entries[i].span.tokens, a.layout.objects[i].tokens.begin, a.layout.objects[i].tokens.end);
+    expect_range(p.entries[i].span.desc, a.layout.objects[i].desc.begin, a.layout.objects[i].desc.end);
+    EXPECT_EQ(p.entries[i].span.coord_positions, a.layout.objects[i].coord_positions);
   }
   EXPECT_EQ(p.valid_objects(), (std::vector<Object>{black_cat_gt(), yellow_dog_gt()}));
 }
@@ -132,22 +132,22 @@ TEST(SeedExample, ChannelBYInForMatchedCatAndMissedDog) {
     for (int i : {7, 8, 32, 33}) types[i] = TokenType::kDesc;
     for (int i : {17, 20, 23, 26, 42, 45, 48, 51}) types[i] = TokenType::kCoord;
     types[54] = TokenType::kEos;
-    EXPECT_EQ(y.types, types);
-    ASSERT_EQ(y.objects.size(), 2u);
-    EXPECT_EQ(y.objects[0].source, ObjectSource::kRolloutPrefix);
-    EXPECT_EQ(y.objects[0].index, 0);
-    EXPECT_EQ(y.objects[0].subset, ObjectSubset::kUnassigned);  // caller marks it kMatched
-    expect_range(y.objects[0].span.tokens, 3, 28);
-    expect_range(y.objects[0].span.desc, 7, 9);
-    EXPECT_EQ(y.objects[0].span.coord_positions, (std::vector<int32_t>{17, 20, 23, 26}));
-    EXPECT_EQ(y.objects[1].source, ObjectSource::kInjectedFn);
-    EXPECT_EQ(y.objects[1].subset, ObjectSubset::kFn);
-    expect_range(y.objects[1].span.tokens, 28, 53);
-    expect_range(y.objects[1].span.desc, 32, 34);
-    EXPECT_EQ(y.objects[1].span.coord_positions, (std::vector<int32_t>{42, 45, 48, 51}));
-    EXPECT_EQ(y.array_close_token, 53);
-    EXPECT_EQ(y.outer_close_token, 53);
-    EXPECT_EQ(y.eos_token, 54);
+    EXPECT_EQ(y.layout.types, types);
+    ASSERT_EQ(y.layout.objects.size(), 2u);
+    EXPECT_EQ(y.origins[0].source, ObjectSource::kRolloutPrefix);
+    EXPECT_EQ(y.origins[0].index, 0);
+    EXPECT_EQ(y.layout.objects[0].subset, ObjectSubset::kUnassigned);  // caller marks it kMatched
+    expect_range(y.layout.objects[0].tokens, 3, 28);
+    expect_range(y.layout.objects[0].desc, 7, 9);
+    EXPECT_EQ(y.layout.objects[0].coord_positions, (std::vector<int32_t>{17, 20, 23, 26}));
+    EXPECT_EQ(y.origins[1].source, ObjectSource::kInjectedFn);
+    EXPECT_EQ(y.layout.objects[1].subset, ObjectSubset::kFn);
+    expect_range(y.layout.objects[1].tokens, 28, 53);
+    expect_range(y.layout.objects[1].desc, 32, 34);
+    EXPECT_EQ(y.layout.objects[1].coord_positions, (std::vector<int32_t>{42, 45, 48, 51}));
+    EXPECT_EQ(y.layout.array_close, 53);
+    EXPECT_EQ(y.layout.object_close, 53);
+    EXPECT_EQ(y.layout.eos, 54);
   }
   // The seed's rollout matched both: nothing to inject, y_in is the rollout itself.
   const Ids seed = ref("seed_rollout", true);
@@ -200,8 +200,8 @@ TEST(ChannelBSplice, FusedTokensAtTheCut) {
     EXPECT_EQ(Ids(y.ids.begin() + c.kept, y.ids.end() - 1), tok.encode(spliced));
     const ParseResult back = parse_ids(y.ids, tok);
     EXPECT_EQ(back.status, RolloutStatus::kComplete);
-    EXPECT_EQ(back.num_valid(), y.objects.size());
-    expect_types_consistent(y.ids, y.types);
+    EXPECT_EQ(back.num_valid(), y.layout.objects.size());
+    expect_types_consistent(y.ids, y.layout.types);
   }
 }
 
@@ -213,9 +213,9 @@ TEST(DescBoundary, TokenStraddlingTheQuoteIsDesc) {
   ASSERT_EQ(a.ids, ref("desc_straddle", true));
   // BPE fuses the opening quote with the desc's "(": ` "(` (11993) straddles the boundary.
   EXPECT_EQ(tok.token_bytes(a.ids[6]), " \"(");
-  EXPECT_EQ(a.types[6], TokenType::kDesc);
-  expect_range(a.objects[0].desc, 6, 9);  // ` "(`, `cat`, `).`
-  EXPECT_EQ(a.types[9], TokenType::kStruct);  // `",`
+  EXPECT_EQ(a.layout.types[6], TokenType::kDesc);
+  expect_range(a.layout.objects[0].desc, 6, 9);  // ` "(`, `cat`, `).`
+  EXPECT_EQ(a.layout.types[9], TokenType::kStruct);  // `",`
   const ParseResult p = parse_ids(a.ids, tok);
   ASSERT_EQ(p.valid_objects(), (std::vector<Object>{paren, dogs}));
   expect_range(p.entries[0].span.desc, 6, 9);
@@ -276,23 +276,23 @@ TEST(ChannelB, RawKeepsInvalidEntriesCanonicalDropsThem) {
   EXPECT_EQ(p.entries[0].reason, DropReason::kExtraKey);
 
   const YIn raw = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kRaw, FieldOrder::kDescFirst);
-  ASSERT_EQ(raw.objects.size(), 3u);
-  EXPECT_EQ(raw.objects[0].subset, ObjectSubset::kInvalid);
-  EXPECT_EQ(raw.objects[1].subset, ObjectSubset::kUnassigned);
-  EXPECT_EQ(raw.objects[2].subset, ObjectSubset::kFn);
+  ASSERT_EQ(raw.layout.objects.size(), 3u);
+  EXPECT_EQ(raw.layout.objects[0].subset, ObjectSubset::kInvalid);
+  EXPECT_EQ(raw.layout.objects[1].subset, ObjectSubset::kUnassigned);
+  EXPECT_EQ(raw.layout.objects[2].subset, ObjectSubset::kFn);
   EXPECT_EQ(raw.text.find(" and more text"), std::string::npos);  // dropped after the cut
   EXPECT_NE(raw.text.find("\"score\": 1"), std::string::npos);
   EXPECT_EQ(raw.ids.back(), kImEnd);
-  expect_types_consistent(raw.ids, raw.types);
+  expect_types_consistent(raw.ids, raw.layout.types);
   const ParseResult raw_back = parse_ids(raw.ids, tok);
   EXPECT_EQ(raw_back.status, RolloutStatus::kComplete);
   EXPECT_EQ(raw_back.valid_objects(), (std::vector<Object>{black_cat_rollout(), yellow_dog_gt()}));
   for (size_t i = 0; i < 3; ++i)
-    EXPECT_EQ(raw_back.entries[i].span.tokens.begin, raw.objects[i].span.tokens.begin) << i;
+    EXPECT_EQ(raw_back.entries[i].span.tokens.begin, raw.layout.objects[i].tokens.begin) << i;
 
   const YIn canon = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kCanonical, FieldOrder::kDescFirst);
-  ASSERT_EQ(canon.objects.size(), 2u);
-  EXPECT_EQ(canon.objects[0].index, 1);  // the valid rollout entry
+  ASSERT_EQ(canon.layout.objects.size(), 2u);
+  EXPECT_EQ(canon.origins[0].index, 1);  // the valid rollout entry
   EXPECT_EQ(canon.ids, ref("y_in_cat_matched_dog_fn", true));
 }
 
@@ -308,8 +308,8 @@ TEST(ChannelB, NoPrefixMeansCanonicalEmptyPrefixAndAllFn) {
       const YIn y = build_y_in(p, {black_cat_gt(), yellow_dog_gt()}, tok, mode, FieldOrder::kDescFirst);
       EXPECT_TRUE(y.invalid_rollout);
       EXPECT_EQ(y.ids, ref("gt_answer", true));
-      ASSERT_EQ(y.objects.size(), 2u);
-      EXPECT_EQ(y.objects[1].subset, ObjectSubset::kFn);
+      ASSERT_EQ(y.layout.objects.size(), 2u);
+      EXPECT_EQ(y.layout.objects[1].subset, ObjectSubset::kFn);
     }
   }
   EXPECT_EQ(prefix_mode_from_name("raw"), PrefixMode::kRaw);
@@ -337,7 +337,7 @@ TEST(ChannelB, TruncatedAtEveryTokenYieldsValidYIn) {
       const ParseResult p = parse_ids(rollout, tok);
       // Object j is complete once the token holding its `}` (the last of its span) is present.
       size_t complete = 0;
-      while (complete < gt.size() && a.objects[complete].tokens.end <= static_cast<int32_t>(n)) ++complete;
+      while (complete < gt.size() && a.layout.objects[complete].tokens.end <= static_cast<int32_t>(n)) ++complete;
       const std::vector<Object> kept = p.valid_objects();
       ASSERT_EQ(kept, std::vector<Object>(gt.begin(), gt.begin() + complete)) << n;
       const std::vector<Object> fn(gt.begin() + kept.size(), gt.end());
@@ -347,12 +347,12 @@ TEST(ChannelB, TruncatedAtEveryTokenYieldsValidYIn) {
         const ParseResult back = parse_ids(y.ids, tok);
         ASSERT_EQ(back.status, RolloutStatus::kComplete) << n << " " << y.text;
         ASSERT_EQ(back.valid_objects(), gt) << n << " " << y.text;
-        expect_types_consistent(y.ids, y.types);
-        ASSERT_EQ(y.objects.size(), gt.size());
+        expect_types_consistent(y.ids, y.layout.types);
+        ASSERT_EQ(y.layout.objects.size(), gt.size());
         for (size_t j = 0; j < gt.size(); ++j) {
-          ASSERT_EQ(back.entries[j].span.coord_positions, y.objects[j].span.coord_positions);
-          ASSERT_EQ(back.entries[j].span.desc.begin, y.objects[j].span.desc.begin);
-          ASSERT_EQ(back.entries[j].span.desc.end, y.objects[j].span.desc.end);
+          ASSERT_EQ(back.entries[j].span.coord_positions, y.layout.objects[j].coord_positions);
+          ASSERT_EQ(back.entries[j].span.desc.begin, y.layout.objects[j].desc.begin);
+          ASSERT_EQ(back.entries[j].span.desc.end, y.layout.objects[j].desc.end);
         }
         ASSERT_EQ(y.invalid_rollout, !p.has_prefix);
         if (mode == PrefixMode::kRaw && p.has_prefix) {
@@ -373,22 +373,22 @@ TEST(RenderParse, RandomRoundTripsWithIds) {
     const std::vector<Object> objs = random_objects(rng, 60);
     const FieldOrder order = trial % 2 ? FieldOrder::kGeometryFirst : FieldOrder::kDescFirst;
     const TokenizedAnswer a = render_answer(objs, tok, order);
-    expect_types_consistent(a.ids, a.types);
+    expect_types_consistent(a.ids, a.layout.types);
     ASSERT_EQ(tok.decode(Ids(a.ids.begin(), a.ids.end() - 1)), a.text);
     const ParseResult p = parse_ids(a.ids, tok);
     ASSERT_EQ(p.status, RolloutStatus::kComplete) << a.text;
     ASSERT_EQ(p.valid_objects(), objs) << a.text;
     for (size_t i = 0; i < objs.size(); ++i) {
       const ObjectSpan& s = p.entries[i].span;
-      ASSERT_EQ(s.tokens.begin, a.objects[i].tokens.begin);
-      ASSERT_EQ(s.tokens.end, a.objects[i].tokens.end);
-      ASSERT_EQ(s.desc.begin, a.objects[i].desc.begin);
-      ASSERT_EQ(s.desc.end, a.objects[i].desc.end);
-      ASSERT_EQ(s.coord_positions, a.objects[i].coord_positions);
+      ASSERT_EQ(s.tokens.begin, a.layout.objects[i].tokens.begin);
+      ASSERT_EQ(s.tokens.end, a.layout.objects[i].tokens.end);
+      ASSERT_EQ(s.desc.begin, a.layout.objects[i].desc.begin);
+      ASSERT_EQ(s.desc.end, a.layout.objects[i].desc.end);
+      ASSERT_EQ(s.coord_positions, a.layout.objects[i].coord_positions);
       ASSERT_EQ(s.coord_positions.size(), objs[i].bins.size());
       for (size_t k = 0; k < s.coord_positions.size(); ++k)
         ASSERT_EQ(a.ids[s.coord_positions[k]], tok.coord_vocab().coord_id(objs[i].bins[k]));
-      for (int32_t t = s.desc.begin; t < s.desc.end; ++t) ASSERT_EQ(a.types[t], TokenType::kDesc);
+      for (int32_t t = s.desc.begin; t < s.desc.end; ++t) ASSERT_EQ(a.layout.types[t], TokenType::kDesc);
       ASSERT_FALSE(s.desc.empty());
     }
   }

@@ -1,11 +1,15 @@
-// `channel_b:` section — Channel-B rollout + Hungarian + FN injection one-pass update (seed 7.2).
-// This build holds the matching and gating keys (`channel_b.matching.*`, seed 5.5.3 coord_gate /
-// text_gate, 7.2 B2); the math lives in include/coordexp/matching/. Rollout settings and the
-// Channel-B loss weights arrive with the steps that implement them. Values only, no YAML.
+// `channel_b:` section — Channel-B rollout + Hungarian + FN injection one-pass update (seed 7.2):
+// batch size, the L_B weights, the y_in prefix mode, the geometry decode, and the matching / gating
+// keys (`channel_b.matching.*`, seed 5.5.3 coord_gate / text_gate, 7.2 B2, with the strict-to-relaxed
+// gate curriculum of seed 11 / 14.1). The math lives in include/coordexp/matching/ and
+// train/channel_b_step.h; rollout sampling settings are the `rollout:` section. Values only, no YAML.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <utility>
 
 #include "coordexp/config/field.h"
 #include "coordexp/util/error.h"
@@ -22,6 +26,12 @@ struct MatchingOptions {
   double cost_text = 0.0;              // weight of the desc-mismatch indicator; 0 = geometry-only (seed default)
   double min_iou = 0.5;                // coord_gate: an assigned pair is kept only if IoU >= min_iou (0 = off)
   double max_l1 = 1.0;                 // coord_gate: ... and mean L1 <= max_l1 (1 = off: L1 never exceeds 1)
+  // Gate curriculum: min_iou / max_l1 are the values at optimizer step 0; they move linearly to
+  // min_iou_end / max_l1_end over ramp_steps steps and stay there (-1 = no change; ramp_steps 0 = the
+  // end values from step 0 on). A function of the step only, so resumes see the same values.
+  double min_iou_end = -1.0;
+  double max_l1_end = -1.0;
+  int64_t ramp_steps = 0;
   bool text_gate = false;              // text_gate: ... and the normalized descs are equal
   bool cross_kind = false;             // allow bbox <-> poly pairs (off: such pairs are forbidden)
 
@@ -46,11 +56,57 @@ struct MatchingOptions {
     if (!(max_l1 >= 0.0 && max_l1 <= 1.0))
       throw ConfigError("max_l1 = " + std::to_string(max_l1) + " is out of range",
                         "key " + prefix + ".max_l1", "use a value in [0, 1] (1 turns the L1 gate off)");
+    if (!(min_iou_end == -1.0 || (min_iou_end >= 0.0 && min_iou_end <= 1.0)))
+      throw ConfigError("min_iou_end = " + std::to_string(min_iou_end) + " is out of range",
+                        "key " + prefix + ".min_iou_end", "use a value in [0, 1], or -1 to keep min_iou");
+    if (!(max_l1_end == -1.0 || (max_l1_end >= 0.0 && max_l1_end <= 1.0)))
+      throw ConfigError("max_l1_end = " + std::to_string(max_l1_end) + " is out of range",
+                        "key " + prefix + ".max_l1_end", "use a value in [0, 1], or -1 to keep max_l1");
+    if (ramp_steps < 0)
+      throw ConfigError("ramp_steps = " + std::to_string(ramp_steps) + " is negative", "key " + prefix + ".ramp_steps",
+                        "use 0 (no ramp) or a number of optimizer steps");
+  }
+
+  // The gates in force at optimizer step `step` (0-based), the curriculum applied.
+  MatchingOptions at_step(int64_t step) const {
+    MatchingOptions m = *this;
+    auto ramp = [&](double start, double end) {
+      if (end < 0.0) return start;
+      if (ramp_steps <= 0 || step >= ramp_steps) return end;
+      const double t = static_cast<double>(std::max<int64_t>(step, 0)) / static_cast<double>(ramp_steps);
+      return start + (end - start) * t;
+    };
+    m.min_iou = ramp(min_iou, min_iou_end);
+    m.max_l1 = ramp(max_l1, max_l1_end);
+    return m;
   }
 };
 
 struct ChannelBOptions {
+  int batch_size = 0;                    // rollouts per rank per micro-step (0 = train.micro_batch_size)
+  double geo_weight = 1.0;               // lambda_geo^B: weight of L_geo in L_B
+  double matched_geo_weight = 1.0;       // multiplier of the ValidMatched half of L_geo (FN-focused < 1)
+  bool fn_coord_ce = false;              // also token CE on the coord tokens of injected FN objects
+  std::string prefix_mode = "raw";       // raw: the rollout's own ids | canonical: re-rendered valid objects
+  std::string coord_decode_mode = "exp"; // geometry decode of L_geo in B: exp | st
   MatchingOptions matching;
+
+  void validate() const {
+    if (batch_size < 0)
+      throw ConfigError("batch_size = " + std::to_string(batch_size) + " is negative", "key channel_b.batch_size",
+                        "use 0 (= train.micro_batch_size) or a positive number of rollouts per micro-step");
+    for (auto [w, key] : {std::pair<double, const char*>{geo_weight, "geo_weight"},
+                          {matched_geo_weight, "matched_geo_weight"}})
+      if (!(std::isfinite(w) && w >= 0.0))
+        throw ConfigError(std::string(key) + " = " + std::to_string(w) + " is out of range",
+                          std::string("key channel_b.") + key, "use a finite weight >= 0");
+    if (prefix_mode != "raw" && prefix_mode != "canonical")
+      throw ConfigError("prefix_mode '" + prefix_mode + "' is unknown", "key channel_b.prefix_mode",
+                        "use raw or canonical");
+    if (coord_decode_mode != "exp" && coord_decode_mode != "st")
+      throw ConfigError("coord_decode_mode '" + coord_decode_mode + "' is unknown",
+                        "key channel_b.coord_decode_mode", "use exp or st");
+  }
 };
 
 template <class V>
@@ -78,6 +134,15 @@ void visit_fields(V& v, MatchingOptions& o) {
   v.field(Field("text_gate", "text_gate: an assigned pair also needs equal normalized descs (off by "
                              "default)."),
           o.text_gate);
+  v.field(Field("min_iou_end", "Gate curriculum (seed 11 / 14.1: strict early, relaxed later): min_iou moves "
+                               "linearly from min_iou at step 0 to min_iou_end at ramp_steps, then stays. "
+                               "-1 = constant min_iou.").range(-1.0, 1.0),
+          o.min_iou_end);
+  v.field(Field("max_l1_end", "Gate curriculum for max_l1, like min_iou_end. -1 = constant max_l1.").range(-1.0, 1.0),
+          o.max_l1_end);
+  v.field(Field("ramp_steps", "Optimizer steps over which the gates move to their _end values (0 = the "
+                              "_end values from the start).").min(0),
+          o.ramp_steps);
   v.field(Field("cross_kind", "Allow a bbox prediction to match a polygon GT and vice versa (both sides "
                               "are compared through their bounding boxes). Off: such pairs are "
                               "forbidden."),
@@ -86,6 +151,28 @@ void visit_fields(V& v, MatchingOptions& o) {
 
 template <class V>
 void visit_fields(V& v, ChannelBOptions& o) {
+  v.field(Field("batch_size", "Rollouts per rank per micro-step of a Channel-B step (0 = "
+                              "train.micro_batch_size).").min(0),
+          o.batch_size);
+  v.field(Field("geo_weight", "lambda_geo^B: L_B = L_struct_ce + L_desc_ce + geo_weight * L_geo, with L_geo = "
+                              "mean(ValidMatched) + mean(FN) (each loss.geo.huber_weight * SmoothL1 + "
+                              "loss.geo.ciou_weight * (1 - CIoU)).").min(0.0),
+          o.geo_weight);
+  v.field(Field("matched_geo_weight", "Multiplier of the ValidMatched half of L_geo (seed 8.2's optional "
+                                      "FN-focused Channel-B: < 1 trusts noisy early matches less).").min(0.0),
+          o.matched_geo_weight);
+  v.field(Field("fn_coord_ce", "Also supervise the coord tokens of injected FN objects with token CE (seed "
+                               "default off: FN coords learn through L_geo only)."),
+          o.fn_coord_ce);
+  v.field(Field("prefix_mode", "y_in prefix: raw = the rollout's own token ids up to the append-ready cut "
+                               "(invalid-but-complete entries kept and masked like FP); canonical = the "
+                               "valid parsed objects re-rendered canonically, invalid entries left out.")
+              .choices({"raw", "canonical"}),
+          o.prefix_mode);
+  v.field(Field("coord_decode_mode", "Geometry decode of L_geo on B steps: exp (expectation) or st (hard "
+                                     "argmax forward, expectation gradient).")
+              .choices({"exp", "st"}),
+          o.coord_decode_mode);
   v.section("matching", "Hungarian matching of the rollout's valid objects to the GT objects and the "
                         "gates that decide ValidMatched / FP / FN (docs/matching.md).",
             o.matching);
