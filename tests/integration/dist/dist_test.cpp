@@ -272,6 +272,8 @@ TEST(DistTrain, TwoRanksTakeTheSameStepKinds) {
   const std::string train_key = "train: {";
   yaml.replace(yaml.find(train_key), train_key.size(), "train: {stage: stage2, ");
   yaml += "stage2: {b_ratio: 0.5}\nrollout: {max_new_tokens: 12}\nloss: {geo: {weight: 1.0}}\n";
+  const std::string log_key = "log: {progress: off}";  // info on every rank: rank 1 logs its B steps too
+  yaml.replace(yaml.find(log_key), log_key.size(), "log: {progress: off, level: info}");
   train_two_ranks(dir, yaml);
   const auto recs = metrics_with(dir, "step_kind");
   ASSERT_EQ(recs.size(), 4u);

@@ -24,12 +24,12 @@ namespace {
 
 using testing::Assets;
 
-struct Setup {
+struct BSetup {
   std::shared_ptr<tokenizer::Tokenizer> tok;
   std::shared_ptr<const data::DetectionDataset> dataset;
   coord::CoordIdRange ids;
 
-  Setup() {
+  BSetup() {
     const Assets& a = Assets::get();
     tok = tokenizer::Tokenizer::from_dir(a.model_dir);
     ids.first_id = tok->coord_vocab().first_id;
@@ -45,8 +45,8 @@ struct Setup {
   model::Qwen3VL model() const { return model::Qwen3VL::load(Assets::get().model_dir, model::ModelRuntime{}); }
 };
 
-const Setup& setup() {
-  static const Setup s;
+const BSetup& setup() {
+  static const BSetup s;
   return s;
 }
 
@@ -102,7 +102,7 @@ TEST(ChannelB, RealRolloutMicroBatchRunsEndToEndWithFiniteGradients) {
 }
 
 TEST(ChannelB, TargetsInsideFpSpansDoNotReachTheLossOrTheGradients) {
-  const Setup& su = setup();
+  const BSetup& su = setup();
   const ChannelBSettings s = b_settings();
   // Sample 0's GT, and a rollout with a far-away "sofa" (FP) before a copy of the first GT object
   // (matched), so the FP span sits between supervised tokens.
@@ -189,14 +189,16 @@ TEST(ChannelB, TrainerAlternatesAAndBAndResumesBitExactly) {
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(recs_b[i]["step_kind"], kinds[i + 2]);
     EXPECT_EQ(recs_b[i]["loss"].get<double>(), recs[i + 2]["loss"].get<double>()) << "step " << i + 3;
-    if (kinds[i + 2] == "B") EXPECT_EQ(recs_b[i]["b_rollout_len_mean"], recs[i + 2]["b_rollout_len_mean"]);
+    if (kinds[i + 2] == "B") {
+      EXPECT_EQ(recs_b[i]["b_rollout_len_mean"], recs[i + 2]["b_rollout_len_mean"]);
+    }
   }
 }
 
 
 TEST(ChannelB, InspectBPrintsTheTargetAsJson) {
   const Assets& a = Assets::get();
-  const Setup& su = setup();
+  const BSetup& su = setup();
   const std::vector<BGtObject> gt = b_gt_objects(su.dataset->record(0), data::ObjectOrder::kSorted);
   ASSERT_FALSE(gt.empty());
   // The rollout: the first GT object exactly, then an FP far away.
@@ -226,7 +228,9 @@ TEST(ChannelB, InspectBPrintsTheTargetAsJson) {
   EXPECT_EQ(toks.back()["weight"], 1.0);
   std::string rebuilt;
   for (const auto& t : toks) {
-    if (t["object"] == 1) EXPECT_EQ(t["weight"], 0.0) << t;
+    if (t["object"] == 1) {
+      EXPECT_EQ(t["weight"], 0.0) << t;
+    }
     if (t["type"] != "eos") rebuilt += t["piece"].get<std::string>();
   }
   EXPECT_EQ(rebuilt, j["y_in"].get<std::string>());
