@@ -31,6 +31,9 @@ const CommandFactory kCommands[] = {
     &add_expand_vocab_command,
     &add_make_synthetic_data_command,
     &add_generate_command,
+    &add_eval_command,
+    &add_visualize_command,
+    &add_report_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

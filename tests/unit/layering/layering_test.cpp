@@ -16,9 +16,9 @@ namespace {
 
 const std::map<std::string, int> kLayer = {
     {"util", 0},     {"config", 1},   {"tokenizer", 1}, {"dist", 1},
-    {"protocol", 2}, {"coord", 2},    {"model", 2},     {"matching", 3},
-    {"data", 3},     {"rollout", 3},  {"eval", 4},      {"train", 5},
-    {"apps", 6},
+    {"protocol", 2}, {"coord", 3},    {"model", 3},     {"matching", 3},
+    {"data", 4},     {"rollout", 4},  {"eval", 5},      {"train", 6},
+    {"apps", 7},
 };
 const std::set<std::string> kNoTorch = {"tokenizer", "protocol", "matching"};
 
