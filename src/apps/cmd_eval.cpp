@@ -43,7 +43,7 @@ int run_eval(const EvalArgs& a, const GlobalFlags& flags) {
   if (!a.out.empty()) {
     const std::filesystem::path out(a.out);
     if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
-    util::write_file_atomic(a.out, eval::to_json(result).dump(2) + "\n");
+    util::write_file_atomic(a.out, eval::to_json(result).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     std::cout << "metrics: " << a.out << "\n";
   }
   const int rc = eval::exit_code(result);
