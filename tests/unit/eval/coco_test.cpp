@@ -1,7 +1,8 @@
 // COCO bbox evaluation (eval/coco.h) on hand-built cases whose answers are derived by hand in the
 // comments: perfect detections, a box at IoU exactly 0.6, duplicates, a missed object, score ties
 // (within and across images), no detections, an image without GT, crowd regions, maxDets, and the
-// pycocotools threshold grid itself.
+// pycocotools threshold grid itself. tests/eval_golden/check_hand_cases.py runs the same cases through
+// the real pycocotools (all agree).
 #include <gtest/gtest.h>
 
 #include "coordexp/eval/coco.h"
@@ -160,10 +161,11 @@ TEST(CocoEval, CrowdRegions) {
   ce::CocoResult r = ce::coco_evaluate({img}, 1);
   EXPECT_DOUBLE_EQ(r.stats.ap, 1.0);
   EXPECT_EQ(r.per_category_num_gt[0], 1);  // crowd GT are not counted
-  // The same region as a regular object: the three are false positives before the TP -> precision
-  // 1/4 at recall 1 -> AP = 0.25.
+  // The same region as a regular object: now there are 2 GT, the three boxes inside it (IoU <= 0.18)
+  // are false positives before the TP, and the region is never found: precision 1/4 at recall 0.5,
+  // nothing above -> 51 recall points of 0.25 -> AP = 51 * 0.25 / 101.
   img.gts[0].crowd = false;
-  EXPECT_DOUBLE_EQ(ce::coco_evaluate({img}, 1).stats.ap, 0.25);
+  EXPECT_NEAR(ce::coco_evaluate({img}, 1).stats.ap, 51 * 0.25 / 101, 1e-12);
 
   // A detection that matches a regular GT (IoU 0.81) and also lies in a crowd region prefers the
   // regular GT (ignored GT are sorted last and cannot replace a regular match): it is a TP.
@@ -191,18 +193,19 @@ TEST(CocoEval, AreaRangesAndMaxDetsPerCategory) {
 }
 
 TEST(CocoEval, AreaOfTheGtDecidesForMatchedDetections) {
-  // A small GT (30x30 = 900 px^2) found by a medium-sized box (33x33 = 1089 px^2, IoU 900/1089):
-  // in the small range it is a TP (matched detections are never area-filtered); in the medium range
-  // the GT is ignored, so is the detection matched to it, and no GT is left -> APm undefined.
+  // A small GT (40x25 = 1000 px^2 < 32^2) found by a medium-sized box (40x25.75 = 1030 px^2,
+  // IoU 1000/1030 = 0.971, a match at every threshold): in the small range it is a TP (matched
+  // detections are never area-filtered); in the medium range the GT is ignored, so is the detection
+  // matched to it, and no GT is left -> APm undefined.
   ce::CocoImage img;
-  img.gts = {gt(0, 0, 30, 30)};
-  img.dets = {det(0, 0, 33, 33, 0.9)};
+  img.gts = {gt(0, 0, 40, 25)};
+  img.dets = {det(0, 0, 40, 25.75, 0.9)};
   const ce::CocoStats s = ce::coco_evaluate({img}, 1).stats;
   EXPECT_DOUBLE_EQ(s.ap_small, 1.0);
   EXPECT_EQ(s.ap_medium, -1.0);
-  // An unmatched medium detection is ignored in the small range: it costs nothing there, but is an FP
-  // in "all" (ranked first -> AP 0.5).
-  img.dets = {det(100, 100, 140, 140, 0.95), det(0, 0, 30, 30, 0.9)};
+  // An unmatched medium detection (40x40) is ignored in the small range: it costs nothing there, but
+  // is an FP in "all" (ranked first -> AP 0.5).
+  img.dets = {det(100, 100, 140, 140, 0.95), det(0, 0, 40, 25.75, 0.9)};
   const ce::CocoStats t = ce::coco_evaluate({img}, 1).stats;
   EXPECT_DOUBLE_EQ(t.ap_small, 1.0);
   EXPECT_DOUBLE_EQ(t.ap, 0.5);
