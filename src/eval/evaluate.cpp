@@ -388,6 +388,23 @@ json to_json(const EvalResult& r) {
   return j;
 }
 
+std::vector<std::pair<std::string, double>> headline_metrics(const EvalResult& r) {
+  std::vector<std::pair<std::string, double>> out;
+  const auto values = r.coco.values();
+  for (size_t i = 0; i < values.size(); ++i) out.emplace_back(CocoStats::names()[i], values[i]);
+  const ScoreFreeResult& s = r.score_free;
+  out.emplace_back("f1_50", s.location_desc[0].f1);
+  out.emplace_back("precision_50", s.location_desc[0].precision);
+  out.emplace_back("recall_50", s.location_desc[0].recall);
+  out.emplace_back("f1_30", s.location_desc[1].f1);
+  out.emplace_back("f1_50_loc", s.location[0].f1);
+  out.emplace_back("parse_rate", r.parse.success_rate);
+  out.emplace_back("count_ratio", s.count_ratio);
+  out.emplace_back("duplicate_rate", s.duplicate_rate);
+  out.emplace_back("matched_iou_mean", s.matched_iou.mean);
+  return out;
+}
+
 std::string format_summary(const EvalResult& r) {
   std::ostringstream os;
   const EvalCounts& c = r.counts;

@@ -105,6 +105,11 @@ EvalResult evaluate(const GroundTruth& gt, const PredictionSet& preds, const Eva
 // "categories": {...}, "counts": {...}, "problems": {...}, "inputs": {...}}.
 nlohmann::json to_json(const EvalResult& result);
 
+// Scalar headline numbers for logs (the train-time hook prefixes them, e.g. "eval_AP50"): the 12 COCO
+// names, then f1_50, precision_50, recall_50, f1_30 (location+desc), f1_50_loc (location only),
+// parse_rate, count_ratio, duplicate_rate, matched_iou_mean. Undefined values are -1.
+std::vector<std::pair<std::string, double>> headline_metrics(const EvalResult& result);
+
 // The human-readable summary `coordexp-train eval` prints (COCO table, score-free table, problems).
 std::string format_summary(const EvalResult& result);
 

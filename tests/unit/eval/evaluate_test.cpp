@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "coordexp/eval/category.h"
@@ -92,6 +93,13 @@ TEST(Evaluate, PerfectPredictionsWithNormalizedDescs) {
   EXPECT_TRUE(j["score_free"]["iou50"]["location_desc"].contains("f1"));
   EXPECT_EQ(j["problems"]["skipped"].get<int64_t>(), 0);
   EXPECT_NE(ce::format_summary(r).find("AP50"), std::string::npos);
+
+  std::map<std::string, double> headline;
+  for (const auto& [k, v] : ce::headline_metrics(r)) headline[k] = v;
+  EXPECT_DOUBLE_EQ(headline.at("AP50"), 1.0);
+  EXPECT_DOUBLE_EQ(headline.at("f1_50"), 1.0);
+  EXPECT_DOUBLE_EQ(headline.at("parse_rate"), 0.5);
+  EXPECT_EQ(headline.at("APs"), -1.0);
 }
 
 TEST(Evaluate, UnmappedDescsAreCountedAndListed) {
