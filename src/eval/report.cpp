@@ -3,6 +3,7 @@
 #include "coordexp/eval/report.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -36,6 +37,19 @@ std::string fixed3(double v) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.3f", v);
   return buf;
+}
+
+// Axis ticks at 1, 2 or 5 times a power of ten, about 4-6 of them inside [lo, hi].
+std::vector<double> nice_ticks(double lo, double hi) {
+  const double raw = (hi - lo) / 4.0;
+  if (!(raw > 0) || !std::isfinite(raw)) return {lo};
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  const double norm = raw / mag;
+  const double step = (norm < 1.5 ? 1.0 : norm < 3.0 ? 2.0 : norm < 7.0 ? 5.0 : 10.0) * mag;
+  std::vector<double> ticks;
+  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9 && ticks.size() < 12; t += step)
+    ticks.push_back(std::fabs(t) < step * 1e-9 ? 0.0 : t);
+  return ticks;
 }
 
 // Points (step, value) of a numeric key, thinned to at most max_points (the last one is kept).
@@ -73,29 +87,41 @@ double at_path(const json& j, const std::string& pointer) {
   }
 }
 
+enum class Better { kHigher, kLower, kNearOne };
 struct EvalColumn {
   const char* title;
   const char* pointer;
-  bool higher_is_better;
+  Better better;
 };
 const EvalColumn kEvalColumns[] = {
-    {"AP", "/coco/AP", true},
-    {"AP50", "/coco/AP50", true},
-    {"AP75", "/coco/AP75", true},
-    {"APs", "/coco/APs", true},
-    {"APm", "/coco/APm", true},
-    {"APl", "/coco/APl", true},
-    {"AR100", "/coco/AR100", true},
-    {"P@.5", "/score_free/iou50/location_desc/precision", true},
-    {"R@.5", "/score_free/iou50/location_desc/recall", true},
-    {"F1@.5", "/score_free/iou50/location_desc/f1", true},
-    {"F1@.5 loc", "/score_free/iou50/location/f1", true},
-    {"F1@.3", "/score_free/iou30/location_desc/f1", true},
-    {"parse ok", "/parse/success_rate", true},
-    {"pred/GT", "/score_free/count_ratio", false},
-    {"dup rate", "/score_free/duplicates/rate", false},
-    {"mean IoU", "/score_free/matched_iou/mean", true},
+    {"AP", "/coco/AP", Better::kHigher},
+    {"AP50", "/coco/AP50", Better::kHigher},
+    {"AP75", "/coco/AP75", Better::kHigher},
+    {"APs", "/coco/APs", Better::kHigher},
+    {"APm", "/coco/APm", Better::kHigher},
+    {"APl", "/coco/APl", Better::kHigher},
+    {"AR100", "/coco/AR100", Better::kHigher},
+    {"P@.5", "/score_free/iou50/location_desc/precision", Better::kHigher},
+    {"R@.5", "/score_free/iou50/location_desc/recall", Better::kHigher},
+    {"F1@.5", "/score_free/iou50/location_desc/f1", Better::kHigher},
+    {"F1@.5 loc", "/score_free/iou50/location/f1", Better::kHigher},
+    {"F1@.3", "/score_free/iou30/location_desc/f1", Better::kHigher},
+    {"parse ok", "/parse/success_rate", Better::kHigher},
+    {"pred/GT", "/score_free/count_ratio", Better::kNearOne},
+    {"dup rate", "/score_free/duplicates/rate", Better::kLower},
+    {"mean IoU", "/score_free/matched_iou/mean", Better::kHigher},
 };
+
+// "Channel-B diagnostics" -> "channel-b-diagnostics" (section ids for links).
+std::string anchor(const std::string& title) {
+  std::string id;
+  for (char c : title) {
+    if (std::isalnum(static_cast<unsigned char>(c))) id += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    else if (!id.empty() && id.back() != '-') id += '-';
+  }
+  while (!id.empty() && id.back() == '-') id.pop_back();
+  return id;
+}
 
 std::string cell(double v) { return std::isnan(v) ? "&ndash;" : (v < 0 ? "n/a" : fixed3(v)); }
 
@@ -166,15 +192,15 @@ std::string svg_line_chart(const std::string& title, const std::vector<ChartSeri
   auto py = [&](double y) { return top + (1.0 - (y - y0) / (y1 - y0)) * ph; };
   os << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
      << "\" fill=\"none\" stroke=\"#bbb\"/>";
-  for (int i = 0; i <= 4; ++i) {
-    const double yv = y0 + (y1 - y0) * i / 4.0, yy = py(yv);
+  for (const double yv : nice_ticks(y0, y1)) {
+    const double yy = py(yv);
     os << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << yy << "\" y2=\"" << yy
        << "\" stroke=\"#eee\"/><text x=\"" << left - 4 << "\" y=\"" << yy + 4 << "\" text-anchor=\"end\" class=\"ax\">"
        << num(yv) << "</text>";
-    const double xv = x0 + (x1 - x0) * i / 4.0, xx = px(xv);
-    os << "<text x=\"" << xx << "\" y=\"" << top + ph + 16 << "\" text-anchor=\"middle\" class=\"ax\">" << num(xv, 6)
-       << "</text>";
   }
+  for (const double xv : nice_ticks(x0, x1))
+    os << "<text x=\"" << px(xv) << "\" y=\"" << top + ph + 16 << "\" text-anchor=\"middle\" class=\"ax\">" << num(xv, 6)
+       << "</text>";
   double lx = left + 4;
   for (size_t si = 0; si < series.size(); ++si) {
     const ChartSeries& s = series[si];
@@ -264,8 +290,9 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
       if (v.is_number() && seen.insert(k).second) keys.push_back(k);
     }
 
-  std::ostringstream os;
-  os << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+  std::ostringstream head, os;  // head: title and run line; os: the sections (after the contents line)
+  std::vector<std::pair<std::string, std::string>> toc;  // id, title
+  head << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
      << "<title>coordexp run report: " << html_escape(run.run_dir) << "</title><style>"
      << "body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;background:#fafafa}"
      << "h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}"
@@ -275,18 +302,18 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
      << "th{background:#f0f0f0}td.l,th.l{text-align:left}.up{color:#1a7f37}.down{color:#c62828}"
      << ".note{color:#666;font-size:13px}img.sheet{max-width:100%;border:1px solid #ddd;background:#fff}"
      << "</style></head><body>\n";
-  os << "<h1>coordexp run report</h1>\n<p class=\"note\">run: <code>" << html_escape(run.run_dir) << "</code>";
+  head << "<h1>coordexp run report</h1>\n<p class=\"note\">run: <code>" << html_escape(run.run_dir) << "</code>";
   {
     const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
     char buf[64];
     std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
-    os << " &middot; generated " << buf;
+    head << " &middot; generated " << buf;
   }
-  os << " &middot; " << recs.size() << " metrics records";
+  head << " &middot; " << recs.size() << " metrics records";
   if (const auto steps = series_of(recs, "step", 0); !steps.empty())
-    os << " (steps " << num(steps.front().second, 9) << "&ndash;" << num(steps.back().second, 9) << ")";
-  if (run.bad_metric_lines > 0) os << " &middot; " << run.bad_metric_lines << " unreadable metrics.jsonl lines skipped";
-  os << "</p>\n";
+    head << " (steps " << num(steps.front().second, 9) << "&ndash;" << num(steps.back().second, 9) << ")";
+  if (run.bad_metric_lines > 0) head << " &middot; " << run.bad_metric_lines << " unreadable metrics.jsonl lines skipped";
+  head << "</p>\n";
 
   auto chart = [&](const std::string& title, std::vector<std::pair<std::string, std::string>> key_names) {
     std::vector<ChartSeries> ss;
@@ -301,7 +328,8 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
     for (const auto& c : charts)
       if (!c.empty()) body += c + "\n";
     if (body.empty()) return;
-    os << "<h2>" << html_escape(title) << "</h2>\n";
+    toc.emplace_back(anchor(title), title);
+    os << "<h2 id=\"" << anchor(title) << "\">" << html_escape(title) << "</h2>\n";
     if (!note.empty()) os << "<p class=\"note\">" << note << "</p>\n";
     os << "<div class=\"grid\">\n" << body << "</div>\n";
   };
@@ -378,7 +406,8 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
   }
 
   // Evaluation results.
-  os << "<h2>Evaluation</h2>\n";
+  toc.emplace_back("evaluation", "Evaluation");
+  os << "<h2 id=\"evaluation\">Evaluation</h2>\n";
   if (run.evals.empty()) {
     os << "<p class=\"note\">No eval results found (looked for eval/*.json and eval/*/metrics.json written by "
           "<code>coordexp-train eval --out</code>).</p>\n";
@@ -405,7 +434,10 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
         if (!std::isnan(a) && !std::isnan(b) && a >= 0 && b >= 0) {
           const double d = b - a;
           delta = (d > 0 ? "+" : "") + fixed3(d);
-          if (d != 0) cls = ((d > 0) == c.higher_is_better) ? "up" : "down";
+          const bool improved = c.better == Better::kHigher  ? d > 0
+                                : c.better == Better::kLower ? d < 0
+                                                             : std::fabs(b - 1.0) < std::fabs(a - 1.0);
+          if (d != 0) cls = improved ? "up" : "down";
         }
         os << "<tr><td class=\"l\">" << c.title << "</td><td>" << cell(a) << "</td><td>" << cell(b) << "</td><td class=\""
            << cls << "\">" << delta << "</td></tr>\n";
@@ -435,7 +467,8 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
 
   // Pictures.
   if (!run.contact_sheets.empty()) {
-    os << "<h2>Pictures</h2>\n<p class=\"note\">GT green, predictions red (desc and score).</p>\n";
+    toc.emplace_back("pictures", "Pictures");
+    os << "<h2 id=\"pictures\">Pictures</h2>\n<p class=\"note\">GT green, predictions red (desc and score).</p>\n";
     for (size_t i = 0; i < std::min(max_sheets, run.contact_sheets.size()); ++i) {
       const std::string& path = run.contact_sheets[i];
       std::string bytes;
@@ -452,7 +485,10 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
       os << "<p class=\"note\">" << run.contact_sheets.size() - max_sheets << " more contact sheet(s) not embedded</p>\n";
   }
   os << "</body></html>\n";
-  return os.str();
+  std::string contents = "<p class=\"note\">contents:";
+  for (size_t i = 0; i < toc.size(); ++i)
+    contents += std::string(i ? " &middot;" : "") + " <a href=\"#" + toc[i].first + "\">" + html_escape(toc[i].second) + "</a>";
+  return head.str() + contents + "</p>\n" + os.str();
 }
 
 }  // namespace coordexp::eval
