@@ -240,3 +240,35 @@ TEST(Evaluate, TruncatedAndRandomBytesNeverThrow) {
   EXPECT_NO_THROW(ce::format_summary(r));
   EXPECT_NO_THROW(ce::to_json(r).dump());
 }
+
+TEST(Evaluate, BinGtLandsWhereInferPutsBins) {
+  // GT given as coord tokens (bins): its pixels are bin_to_pixel(k) = k/999 * extent, the rule infer
+  // uses for predicted bins, so predictions decoded from the same bins match exactly, for both
+  // pixel_extent conventions.
+  const std::string text =
+      R"({"images": ["a.jpg"], "width": 640, "height": 480, "objects": [{"desc": "dog", "bbox_2d": ["<|coord_100|>", "<|coord_200|>", "<|coord_500|>", "<|coord_700|>"]}]})"
+      "\n";
+  for (auto extent : {coordexp::protocol::PixelExtent::kSize, coordexp::protocol::PixelExtent::kSizeMinusOne}) {
+    coordexp::data::JsonlOptions options;
+    options.convention.pixel_extent = extent;
+    const auto gt = ce::read_ground_truth(write("bins.jsonl", text), options);
+    ce::PredictionSet preds;
+    ce::PredLine line;
+    line.image = "a.jpg";
+    ce::PredObject o;
+    o.desc = "dog";
+    o.xyxy = {coordexp::protocol::bin_to_pixel(100, 640, extent), coordexp::protocol::bin_to_pixel(200, 480, extent),
+              coordexp::protocol::bin_to_pixel(500, 640, extent), coordexp::protocol::bin_to_pixel(700, 480, extent)};
+    line.objects.push_back(o);
+    preds.lines.push_back(line);
+    const ce::EvalResult r = ce::evaluate(gt, preds);
+    EXPECT_DOUBLE_EQ(r.score_free.matched_iou.mean, 1.0);
+    EXPECT_DOUBLE_EQ(r.coco.ap, 1.0);
+    // The other convention's pixels are off by up to a pixel: still a match, no longer exact.
+    const auto other = extent == coordexp::protocol::PixelExtent::kSize ? coordexp::protocol::PixelExtent::kSizeMinusOne
+                                                                         : coordexp::protocol::PixelExtent::kSize;
+    preds.lines[0].objects[0].xyxy = {coordexp::protocol::bin_to_pixel(100, 640, other), coordexp::protocol::bin_to_pixel(200, 480, other),
+                                      coordexp::protocol::bin_to_pixel(500, 640, other), coordexp::protocol::bin_to_pixel(700, 480, other)};
+    EXPECT_LT(ce::evaluate(gt, preds).score_free.matched_iou.mean, 1.0);
+  }
+}
