@@ -275,6 +275,15 @@ RunData collect_run(const std::string& run_dir) {
     if (it->is_regular_file() && it->path().filename() == "contact_sheet.png") run.contact_sheets.push_back(it->path().string());
   }
   std::sort(run.contact_sheets.begin(), run.contact_sheets.end());
+  if (fs::is_regular_file(root / "config.yaml")) {
+    try {
+      run.config_yaml = util::read_file((root / "config.yaml").string());
+    } catch (const std::exception&) {
+      run.config_yaml.clear();
+    }
+    constexpr size_t kMaxConfigBytes = 200 * 1024;
+    if (run.config_yaml.size() > kMaxConfigBytes) run.config_yaml = run.config_yaml.substr(0, kMaxConfigBytes) + "\n...\n";
+  }
   return run;
 }
 
@@ -483,6 +492,11 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
     }
     if (run.contact_sheets.size() > max_sheets)
       os << "<p class=\"note\">" << run.contact_sheets.size() - max_sheets << " more contact sheet(s) not embedded</p>\n";
+  }
+  if (!run.config_yaml.empty()) {
+    toc.emplace_back("config", "Config");
+    os << "<h2 id=\"config\">Config</h2>\n<details><summary class=\"note\">config.yaml (the resolved run config)</summary><pre>"
+       << html_escape(run.config_yaml) << "</pre></details>\n";
   }
   os << "</body></html>\n";
   std::string contents = "<p class=\"note\">contents:";

@@ -21,12 +21,13 @@ struct RunData {
   std::vector<std::pair<std::string, nlohmann::json>> evals;
   std::vector<std::string> skipped_eval_files;  // *.json without a "coco" object, or unreadable
   std::vector<std::string> contact_sheets;      // PNG paths, sorted
+  std::string config_yaml;                      // RUN_DIR/config.yaml (the resolved config), "" if absent
 };
 
 // Reads RUN_DIR/metrics.jsonl (absent: no curves), RUN_DIR/eval/*.json and
 // RUN_DIR/eval/*/metrics.json (labels: the file stem, or the folder name for metrics.json) and
-// every contact_sheet.png under RUN_DIR (at most 3 folders deep). Throws DataError when run_dir is
-// not a directory.
+// every contact_sheet.png under RUN_DIR (at most 3 folders deep), and RUN_DIR/config.yaml (shown
+// collapsed, first 200 KB). Throws DataError when run_dir is not a directory.
 RunData collect_run(const std::string& run_dir);
 
 // The report HTML.

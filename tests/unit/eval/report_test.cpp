@@ -62,6 +62,7 @@ TEST(Report, RunFolderReport) {
   std::ofstream(run / "eval" / "step_000010.json") << eval_json(0.2).dump();
   std::ofstream(run / "eval" / "step_000030.json") << eval_json(0.4).dump();
   std::ofstream(run / "eval" / "notes.json") << "{\"hello\": 1}";
+  std::ofstream(run / "config.yaml") << "train:\n  lr: 1.0e-4  # <from run.yaml>\n";
   cv::imwrite((run / "eval" / "vis" / "contact_sheet.png").string(), cv::Mat(8, 8, CV_8UC3, cv::Scalar(0, 0, 255)));
 
   const ce::RunData data = ce::collect_run(run.string());
@@ -75,7 +76,8 @@ TEST(Report, RunFolderReport) {
   const std::string html = ce::render_report(data);
   for (const char* s : {"<svg", "Loss terms", "loss_struct_ce", "loss_coord_dist_dfl", "loss by step kind",
                         "share of Channel-B steps", "Channel-B diagnostics", "b_num_matched", "Optimization",
-                        "Before / after", "step_000030", "+0.200", "Per category AP", "data:image/png;base64,"})
+                        "Before / after", "step_000030", "+0.200", "Per category AP", "data:image/png;base64,",
+                        "<details>", "# &lt;from run.yaml&gt;"})
     EXPECT_NE(html.find(s), std::string::npos) << s;
   // Self-contained: no scripts, stylesheets or images fetched from elsewhere.
   for (const char* s : {"<script", "<link", "src=\"http", "url(http", "@import"})
