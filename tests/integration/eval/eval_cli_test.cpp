@@ -5,6 +5,9 @@
 // folder that holds them.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -34,6 +37,7 @@ const Fixture& fixture() {
     Fixture x;
     x.root = fs::temp_directory_path() / ("coordexp_eval_cli_" + std::to_string(::getpid()));
     fs::remove_all(x.root);
+    std::atexit([] { fs::remove_all(fs::temp_directory_path() / ("coordexp_eval_cli_" + std::to_string(::getpid()))); });
     coordexp::data::SyntheticDataOptions d;
     d.out_dir = (x.root / "data").string();
     d.num_train = 1;

@@ -4,6 +4,9 @@
 // every problem kind with its line number, the exit code and the metrics.json layout.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -17,9 +20,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A per-process scratch folder, removed at exit.
 fs::path temp_dir() {
-  const fs::path d = fs::temp_directory_path() / ("coordexp_eval_unit_" + std::to_string(::getpid()));
-  fs::create_directories(d);
+  static const fs::path d = [] {
+    const fs::path p = fs::temp_directory_path() / ("coordexp_eval_unit_" + std::to_string(::getpid()));
+    fs::create_directories(p);
+    std::atexit([] { fs::remove_all(fs::temp_directory_path() / ("coordexp_eval_unit_" + std::to_string(::getpid()))); });
+    return p;
+  }();
   return d;
 }
 
