@@ -107,8 +107,11 @@ VisualizeResult visualize(const GroundTruth& gt, const PredictionSet& preds, con
     if (img.empty()) {
       ++res.missing_image_files;
       if (res.missing_examples.size() < 5) res.missing_examples.push_back(r.images[0]);
-      img = cv::Mat(r.height, r.width, CV_8UC3, cv::Scalar(128, 128, 128));
-      cv::putText(img, "image not found", cv::Point(4, std::min(r.height - 4, 20)), cv::FONT_HERSHEY_SIMPLEX, 0.5,
+      // A canvas of the record's aspect, at most 1024 px a side (the boxes are scaled to it below).
+      const double f = std::min(1.0, 1024.0 / std::max(r.width, r.height));
+      img = cv::Mat(std::max(1, static_cast<int>(r.height * f)), std::max(1, static_cast<int>(r.width * f)), CV_8UC3,
+                    cv::Scalar(128, 128, 128));
+      cv::putText(img, "image not found", cv::Point(4, std::min(img.rows - 4, 20)), cv::FONT_HERSHEY_SIMPLEX, 0.5,
                   kWhite, 1, cv::LINE_AA);
     }
     // Boxes are in the record's pixels; scale them if the file's size differs from width/height.

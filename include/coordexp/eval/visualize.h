@@ -1,7 +1,7 @@
 // Pictures of predictions against GT (OpenCV): GT boxes in green, predicted boxes in red with their
 // desc and score, one PNG per image, and a contact sheet of the first N images. Images come from
-// the GT records' resolved images[0]; a missing or unreadable file is drawn on a grey canvas of
-// the record's size and counted.
+// the GT records' resolved images[0]; a missing or unreadable file is drawn on a grey canvas with the
+// record's aspect ratio (at most 1024 px a side) and counted.
 #pragma once
 
 #include <cstdint>
