@@ -32,6 +32,9 @@ const CommandFactory kCommands[] = {
     &add_make_synthetic_data_command,
     &add_generate_command,
     &add_inspect_b_command,
+    &add_eval_command,
+    &add_visualize_command,
+    &add_report_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

@@ -19,5 +19,8 @@ CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& f
 CommandRegistration add_make_synthetic_data_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_generate_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_inspect_b_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_eval_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_visualize_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_report_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps

@@ -1,0 +1,87 @@
+// The run report (eval/report.h): base64 and escaping, the SVG chart, and a report of a run folder
+// with metrics.jsonl (A/B steps, loss terms, Channel-B keys), two eval results and a contact sheet:
+// every section present, the picture embedded, nothing fetched from the network.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "coordexp/eval/report.h"
+#include "coordexp/util/error.h"
+
+namespace ce = coordexp::eval;
+namespace fs = std::filesystem;
+
+TEST(Report, Base64AndEscape) {
+  EXPECT_EQ(ce::base64_encode(""), "");
+  EXPECT_EQ(ce::base64_encode("f"), "Zg==");
+  EXPECT_EQ(ce::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(ce::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(ce::base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(ce::base64_encode(std::string("\xff\x00\x10", 3)), "/wAQ");
+  EXPECT_EQ(ce::html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+}
+
+TEST(Report, ChartHasOnePolylinePerSeries) {
+  const std::string svg = ce::svg_line_chart("loss <total>", {{"train", {{0, 1.0}, {1, 0.5}, {2, 0.25}}, ""},
+                                                             {"val", {{2, 0.4}}, ""},
+                                                             {"empty", {}, ""}});
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("loss &lt;total&gt;"), std::string::npos);
+  size_t polylines = 0;
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) ++polylines;
+  EXPECT_EQ(polylines, 1u);                          // train; val is one point (a circle)
+  EXPECT_NE(svg.find("<circle"), std::string::npos);
+  EXPECT_NE(ce::svg_line_chart("nothing", {}).find("no data"), std::string::npos);
+}
+
+TEST(Report, RunFolderReport) {
+  const fs::path run = fs::temp_directory_path() / ("coordexp_report_unit_" + std::to_string(::getpid()));
+  fs::remove_all(run);
+  fs::create_directories(run / "eval" / "vis");
+  {
+    std::ofstream m(run / "metrics.jsonl");
+    for (int step = 1; step <= 30; ++step) {
+      nlohmann::json r = {{"step", step}, {"loss", 2.0 / step}, {"loss_struct_ce", 1.0 / step},
+                          {"loss_coord_dist_dfl", 0.5 / step}, {"lr", 1e-4}, {"grad_norm", 1.0 + step % 3},
+                          {"step_kind", step % 3 == 0 ? "B" : "A"}};
+      if (step % 3 == 0) r["b_num_matched"] = step % 5;
+      if (step % 10 == 0) r["val_loss"] = 2.5 / step;
+      m << r.dump() << "\n";
+    }
+    m << "not json\n";
+  }
+  auto eval_json = [](double ap) {
+    return nlohmann::json{{"coco", {{"AP", ap}, {"AP50", ap + 0.2}, {"APs", -1.0}}},
+                          {"per_category", {{"dog", ap}, {"cat", ap / 2}}},
+                          {"score_free", {{"iou50", {{"location_desc", {{"f1", ap + 0.1}}}}}}},
+                          {"problems", {{"skipped", 0}}}};
+  };
+  std::ofstream(run / "eval" / "step_000010.json") << eval_json(0.2).dump();
+  std::ofstream(run / "eval" / "step_000030.json") << eval_json(0.4).dump();
+  std::ofstream(run / "eval" / "notes.json") << "{\"hello\": 1}";
+  std::ofstream(run / "config.yaml") << "train:\n  lr: 1.0e-4  # <from run.yaml>\n";
+  cv::imwrite((run / "eval" / "vis" / "contact_sheet.png").string(), cv::Mat(8, 8, CV_8UC3, cv::Scalar(0, 0, 255)));
+
+  const ce::RunData data = ce::collect_run(run.string());
+  EXPECT_EQ(data.records.size(), 30u);
+  EXPECT_EQ(data.bad_metric_lines, 1);
+  ASSERT_EQ(data.evals.size(), 2u);
+  EXPECT_EQ(data.evals[0].first, "step_000010");
+  EXPECT_EQ(data.skipped_eval_files.size(), 1u);
+  ASSERT_EQ(data.contact_sheets.size(), 1u);
+
+  const std::string html = ce::render_report(data);
+  for (const char* s : {"<svg", "Loss terms", "loss_struct_ce", "loss_coord_dist_dfl", "loss by step kind",
+                        "share of Channel-B steps", "Channel-B diagnostics", "b_num_matched", "Optimization",
+                        "Before / after", "step_000030", "+0.200", "Per category AP", "data:image/png;base64,",
+                        "<details>", "# &lt;from run.yaml&gt;"})
+    EXPECT_NE(html.find(s), std::string::npos) << s;
+  // Self-contained: no scripts, stylesheets or images fetched from elsewhere.
+  for (const char* s : {"<script", "<link", "src=\"http", "url(http", "@import"})
+    EXPECT_EQ(html.find(s), std::string::npos) << s;
+  fs::remove_all(run);
+  EXPECT_THROW(ce::collect_run(run.string()), coordexp::DataError);
+}
