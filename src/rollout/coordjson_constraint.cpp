@@ -25,6 +25,16 @@ AllowedGeometry allowed_geometry_from_name(const std::string& prompt_geometry) {
                     "use one of bbox|poly|bbox_or_poly");
 }
 
+CoordJsonConstraintOptions CoordJsonConstraintOptions::from_config(const config::ProtocolOptions& protocol,
+                                                                   const config::DataOptions& data,
+                                                                   int64_t vocab_rows) {
+  CoordJsonConstraintOptions o;
+  o.field_order = protocol::field_order(protocol);
+  o.geometry = allowed_geometry_from_name(data.prompt_geometry);
+  o.vocab_rows = vocab_rows;
+  return o;
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "coordexp/config/sections/data.h"
 #include "coordexp/protocol/coordjson.h"
 #include "coordexp/rollout/constraint.h"
 #include "coordexp/tokenizer/tokenizer.h"
@@ -26,6 +27,10 @@ struct CoordJsonConstraintOptions {
   // Logit rows per step (the model's vocabulary, which may exceed tok.vocab_size(); the extra rows
   // are always forbidden). allowed() checks its vector has exactly this size.
   int64_t vocab_rows = 0;
+
+  // protocol.field_order and data.prompt_geometry of a validated config, and the model's logit rows.
+  static CoordJsonConstraintOptions from_config(const config::ProtocolOptions& protocol,
+                                                const config::DataOptions& data, int64_t vocab_rows);
 };
 
 // The grammar, byte for byte (no whitespace variants):

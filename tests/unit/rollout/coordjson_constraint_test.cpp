@@ -390,6 +390,14 @@ TEST(CoordJsonConstraint, RowsBeyondTheTokenizerAreForbidden) {
   o.vocab_rows = kQwenRows - 1;
   EXPECT_THROW(make_coordjson_constraint(qwen_tokenizer(), o), InternalError);
   EXPECT_EQ(allowed_geometry_from_name("bbox_or_poly"), AllowedGeometry::kBboxOrPoly);
+  config::ProtocolOptions protocol_options;
+  protocol_options.field_order = "geometry_first";
+  config::DataOptions data_options;
+  data_options.prompt_geometry = "poly";
+  const CoordJsonConstraintOptions from = CoordJsonConstraintOptions::from_config(protocol_options, data_options, rows);
+  EXPECT_EQ(from.field_order, FieldOrder::kGeometryFirst);
+  EXPECT_EQ(from.geometry, AllowedGeometry::kPoly);
+  EXPECT_EQ(from.vocab_rows, rows);
   EXPECT_THROW(allowed_geometry_from_name("box"), ConfigError);
 }
 
