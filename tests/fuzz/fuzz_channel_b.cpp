@@ -133,8 +133,12 @@ void check(const protocol::ParseResult& r, const std::vector<Object>& gt, protoc
     require(s.tokens.begin >= prev_end - 1, "records in order (adjacent ones share at most one token)");
     prev_end = s.tokens.end;
     require(s.desc.empty() || (s.desc.begin >= s.tokens.begin && s.desc.end <= s.tokens.end), "desc inside record");
+    // Types are decided by id for coord tokens, so a coord token inside the desc of a dropped entry
+    // (special_token_in_desc) stays kCoord; every other desc token is kDesc.
     for (int32_t t = s.desc.begin; t < s.desc.end; ++t)
-      require(y.types[t] == protocol::TokenType::kDesc, "desc tokens typed desc");
+      require(y.types[t] == protocol::TokenType::kDesc ||
+                  (y.types[t] == protocol::TokenType::kCoord && o.subset == protocol::ObjectSubset::kInvalid),
+              "desc tokens typed desc");
     for (int32_t c : s.coord_positions)
       require(c >= s.tokens.begin && c < s.tokens.end && y.types[c] == protocol::TokenType::kCoord,
               "coord positions inside record, typed coord");

@@ -343,6 +343,57 @@ TEST(IdParsing, InvalidUtf8EntryIsDroppedAloneAndScanningContinues) {
   }
 }
 
+// From fuzz_channel_b (crash-11c32d5d: an over-strict fuzz property, kept as a test of the rule):
+// a coord token inside the desc of a dropped entry keeps type coord (types of coord ids are decided
+// by id), is not one of the entry's coord positions, and the entry stays in the raw prefix as
+// invalid; with invalid UTF-8 in the same desc the reason is invalid_utf8.
+TEST(ChannelB, CoordTokenInsideADroppedDescKeepsTypeCoord) {
+  const auto& tok = qwen_tokenizer();
+  const auto& vocab = tok.coord_vocab();
+  auto enc = [&](const std::string& s) { return tok.encode(s); };
+  TokenId ff = -1;
+  for (TokenId id = 0; id < static_cast<TokenId>(tok.vocab_size()) && ff < 0; ++id)
+    if (!tok.is_special(id) && tok.token_bytes(id) == "\xff") ff = id;
+  ASSERT_GE(ff, 0);
+  for (const bool bad_utf8 : {false, true}) {
+    SCOPED_TRACE(bad_utf8 ? "with 0xff" : "valid UTF-8");
+    Ids ids = enc("{\"objects\": [{\"desc\": \"a");
+    const auto desc_coord = static_cast<int32_t>(ids.size());
+    ids.push_back(vocab.coord_id(999));
+    if (bad_utf8) ids.push_back(ff);
+    for (TokenId id : enc("b\", \"bbox_2d\": [")) ids.push_back(id);
+    for (int k = 1; k <= 4; ++k) {
+      if (k > 1)
+        for (TokenId id : enc(", ")) ids.push_back(id);
+      ids.push_back(vocab.coord_id(k));
+    }
+    for (TokenId id : enc("]}]}")) ids.push_back(id);
+    ids.push_back(kImEnd);
+    const ParseResult p = parse_ids(ids, tok);
+    ASSERT_EQ(p.status, RolloutStatus::kComplete) << p.error;
+    ASSERT_EQ(p.entries.size(), 1u);
+    EXPECT_EQ(p.entries[0].reason, bad_utf8 ? DropReason::kInvalidUtf8 : DropReason::kSpecialTokenInDesc);
+    EXPECT_TRUE(p.entries[0].span.desc.contains(desc_coord));
+    EXPECT_EQ(p.entries[0].span.coord_positions.size(), 4u);  // the geometry's, not the desc's
+    const YIn y = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kRaw, FieldOrder::kDescFirst);
+    ASSERT_EQ(y.objects.size(), 2u);
+    EXPECT_EQ(y.objects[0].subset, ObjectSubset::kInvalid);
+    EXPECT_TRUE(y.objects[0].span.desc.contains(desc_coord));
+    EXPECT_EQ(y.types[desc_coord], TokenType::kCoord);
+    for (int32_t t = y.objects[0].span.desc.begin; t < y.objects[0].span.desc.end; ++t)
+      if (t != desc_coord) {
+        EXPECT_EQ(y.types[t], TokenType::kDesc) << t;
+      }
+    EXPECT_EQ(y.objects[0].span.coord_positions, p.entries[0].span.coord_positions);
+    expect_types_consistent(y.ids, y.types);
+    const ParseResult back = parse_ids(y.ids, tok);
+    EXPECT_EQ(back.status, RolloutStatus::kComplete);
+    ASSERT_EQ(back.entries.size(), 2u);
+    EXPECT_EQ(back.entries[0].reason, p.entries[0].reason);
+    EXPECT_EQ(back.entries[1].object, yellow_dog_gt());
+  }
+}
+
 TEST(ChannelB, RawKeepsInvalidEntriesCanonicalDropsThem) {
   const auto& tok = qwen_tokenizer();
   const std::string text =
