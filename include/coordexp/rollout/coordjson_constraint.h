@@ -2,7 +2,8 @@
 // answer text (protocol::render_text) plus <|im_end|>, applied to whole tokens. A token is allowed
 // when all of its bytes can be consumed from the row's state; coord tokens only fill coord slots,
 // <|im_end|> only follows the closing `]}`. Every finished answer parses (parse_ids) as kComplete
-// with every entry valid. Masks are computed once per automaton state and shared by all rows.
+// with every entry valid. Masks are computed once per automaton state and shared by all rows of a
+// factory (the cache is locked: rows may live on different threads, each used by one at a time).
 #pragma once
 
 #include <cstdint>
