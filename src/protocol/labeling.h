@@ -57,5 +57,7 @@ TokenLayout layout_of(const std::vector<tokenizer::Token>& tokens, uint32_t shif
 
 // Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view s);
+// Offset of the first byte that starts no valid UTF-8 sequence; npos when s is valid.
+size_t first_invalid_utf8(std::string_view s);
 
 }  // namespace coordexp::protocol::detail

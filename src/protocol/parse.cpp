@@ -558,13 +558,15 @@ void parse_structure(ParseResult& r, const uint8_t* origin) {
                     extent == Extent::kTruncated ? "text ends inside an entry"
                                                  : "unbalanced entry starting");
       }
-      if (!detail::is_valid_utf8(s.substr(p, end - p))) {
-        entry.reason = DropReason::kInvalidUtf8;
-        entry.detail = "entry bytes are not valid UTF-8";
-        r.entries.push_back(std::move(entry));
-        return stop(RolloutStatus::kMalformed, "invalid UTF-8 in the entry starting");
-      }
+      // Bytes >= 0x80 (the only ones that can break UTF-8) never equal a byte the scanner acts on,
+      // so the extent above holds whatever the bad bytes were meant to be: the entry is complete
+      // and is dropped alone, and the scan goes on to the next entry.
       EntryParser(s, p, end, origin).run(entry);
+      const size_t bad = detail::first_invalid_utf8(s.substr(p, end - p));
+      if (bad != std::string_view::npos) {
+        entry.reason = DropReason::kInvalidUtf8;
+        entry.detail = "entry bytes are not valid UTF-8" + at_byte(p + bad);
+      }
       r.entries.push_back(std::move(entry));
       r.num_complete = r.entries.size();
       r.append_cut = static_cast<uint32_t>(end);

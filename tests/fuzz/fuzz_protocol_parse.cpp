@@ -88,7 +88,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (auto mode : {protocol::PrefixMode::kRaw, protocol::PrefixMode::kCanonical}) {
     const protocol::YIn y = protocol::build_y_in(r, {fn}, *g_tok, mode, protocol::FieldOrder::kDescFirst);
     require(y.ids.size() == y.layout.types.size() && y.ids.back() == g_tok->im_end_id(), "y_in ends with EOS");
-    require(g_tok->decode({y.ids.begin(), y.ids.end() - 1}) == y.text, "y_in ids spell y_in text");
+    // Bytes, not decode(): a raw prefix may keep an invalid-UTF-8 entry (decode would write U+FFFD).
+    std::string spelled;
+    for (size_t i = 0; i + 1 < y.ids.size(); ++i) spelled += g_tok->token_bytes(y.ids[i]);
+    require(spelled == y.text, "y_in ids spell y_in text");
     const protocol::ParseResult back = protocol::parse_ids(y.ids, *g_tok);
     require(back.status == protocol::RolloutStatus::kComplete, "y_in parses complete");
     require(!back.entries.empty() && back.entries.back().valid() && back.entries.back().object == fn,

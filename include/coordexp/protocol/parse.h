@@ -20,7 +20,10 @@ enum class DropReason : uint8_t {
   kNone,                // valid
   kTruncated,           // the text ends inside the entry (unterminated)
   kUnbalanced,          // a `]` closes a `{` (or `}` a `[`): the entry's extent is unknowable
-  kInvalidUtf8,         // the entry's bytes are not valid UTF-8
+  kInvalidUtf8,         // the entry's brackets balance but its bytes are not valid UTF-8. Checked
+                        // before the JSON rules; the entry is complete and scanning goes on. No
+                        // invalid byte stops the scan: all such bytes are >= 0x80 and the scanner
+                        // only acts on ASCII ({ } [ ] " \), so the extent never depends on them.
   kMalformedJson,       // balanced but not JSON (+ bare coord literals): bad string, missing colon, ...
   kDuplicateKey,        // a key appears twice
   kExtraKey,            // a key other than desc / bbox_2d / poly
@@ -42,7 +45,7 @@ enum class RolloutStatus : uint8_t {
   kComplete,   // `{"objects": [...]}` closed, only whitespace after it
   kTruncated,  // the text ends before the closing `]}`
   kMalformed,  // after the `{"objects": [` head: garbage between entries, a trailing comma, an
-               // unbalanced or non-UTF-8 entry, a second top-level key or text after the closure
+               // unbalanced entry, a second top-level key or text after the closure
   kNoPrefix,   // no `{"objects": [` head: nothing can be appended to (Channel-B: invalid_rollout)
 };
 const char* rollout_status_name(RolloutStatus status);
@@ -52,7 +55,8 @@ struct ParsedEntry {
   DropReason reason = DropReason::kNone;
   std::string detail;      // what exactly was wrong (empty when valid)
   bool complete = false;   // brackets balanced: the entry is part of the append-ready prefix
-  Object object;           // valid: the object; dropped: whatever was read (may be partial)
+  Object object;           // valid: the object; dropped: whatever was read (may be partial; the
+                           // desc of an invalid_utf8 entry may hold the invalid bytes)
   ObjectChars chars;       // layout in ParseResult::text (record.end = text end when truncated)
   ObjectSpan span;         // id mode only: token spans and coord input positions
   bool valid() const { return reason == DropReason::kNone; }
@@ -71,7 +75,7 @@ struct ParseResult {
   std::string error;         // structural problem with its byte offset; empty when kComplete
   bool has_prefix = false;   // the `{"objects": [` head was found
   // Entries in order. The complete ones come first (num_complete); at most one incomplete entry
-  // (truncated/unbalanced/non-UTF-8) follows; parsing stops at it.
+  // (truncated/unbalanced) follows; parsing stops at it.
   std::vector<ParsedEntry> entries;
   size_t num_complete = 0;
   // Append-ready cut: byte offset right after the last complete entry's `}`, or right after the

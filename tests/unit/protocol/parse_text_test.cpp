@@ -90,6 +90,7 @@ TEST(ParseText, EveryDropReasonAndParsingContinues) {
       {R"({"desc": "a", "bbox_2d": [[<|coord_1|>, <|coord_2|>], [<|coord_3|>]]})", DropReason::kBadArity},
       {R"({"desc": "a", "poly": [<|coord_1|>, <|coord_2|>, <|coord_3|>, <|coord_4|>]})", DropReason::kBadArity},
       {R"({"desc": "a", "poly": [<|coord_1|>, <|coord_2|>, <|coord_3|>, <|coord_4|>, <|coord_5|>]})", DropReason::kBadArity},
+      {"{\"desc\": \"\xff\", \"bbox_2d\": " + c4 + "}", DropReason::kInvalidUtf8},
   };
   std::set<DropReason> covered;
   for (const auto& c : cases) {
@@ -105,7 +106,7 @@ TEST(ParseText, EveryDropReasonAndParsingContinues) {
     EXPECT_EQ(r.valid_objects(), (std::vector<Object>{make_box("ok", {1, 2, 3, 4})}));
     covered.insert(c.reason);
   }
-  // Reasons that stop the array scan: truncated, unbalanced, invalid UTF-8.
+  // Reasons that stop the array scan: truncated, unbalanced.
   const std::string first = R"({"objects": [{"desc": "ok", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_3|>, <|coord_4|>]}, )";
   struct StopCase {
     std::string tail;
@@ -115,7 +116,6 @@ TEST(ParseText, EveryDropReasonAndParsingContinues) {
   for (const StopCase& c : std::vector<StopCase>{
            {R"({"desc": "a", "bbox_2d": [<|coord_1|>, <|co)", DropReason::kTruncated, RolloutStatus::kTruncated},
            {R"({"desc": "a", "bbox_2d": [<|coord_1|>}, {"desc": "b"}]})", DropReason::kUnbalanced, RolloutStatus::kMalformed},
-           {"{\"desc\": \"\xff\", \"bbox_2d\": []}, {\"desc\": \"b\"}]}", DropReason::kInvalidUtf8, RolloutStatus::kMalformed},
        }) {
     SCOPED_TRACE(c.tail);
     const ParseResult r = parse_text(first + c.tail);
@@ -130,6 +130,70 @@ TEST(ParseText, EveryDropReasonAndParsingContinues) {
   for (int i = 1; i <= static_cast<int>(DropReason::kBadArity); ++i)
     EXPECT_TRUE(covered.count(static_cast<DropReason>(i)))
         << "no case for " << drop_reason_name(static_cast<DropReason>(i));
+}
+
+// valid, invalid-UTF-8, valid: the middle entry is dropped alone (complete, in the append-ready
+// prefix) and the scan goes on, whatever the bad bytes and wherever they sit in the entry.
+TEST(ParseText, InvalidUtf8EntryIsDroppedAloneAndScanningContinues) {
+  const std::string c4 = "[<|coord_1|>, <|coord_2|>, <|coord_3|>, <|coord_4|>]";
+  const std::string head = R"({"objects": [{"desc": "ok", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_3|>, <|coord_4|>]}, )";
+  const std::string last = R"({"desc": "b", "bbox_2d": [<|coord_5|>, <|coord_6|>, <|coord_7|>, <|coord_8|>]})";
+  struct Case {
+    std::string name, entry;
+    size_t bad_offset;  // of the first invalid byte, from the entry's '{'
+  };
+  const std::string d = "{\"desc\": \"";  // 10 bytes
+  const std::vector<Case> cases = {
+      {"lone 0xff", d + "a\xff\", \"bbox_2d\": " + c4 + "}", 11},
+      {"lone continuation", d + "\x80\", \"bbox_2d\": " + c4 + "}", 10},
+      {"lead byte cut by the quote", d + "a\xc3\", \"bbox_2d\": " + c4 + "}", 11},
+      {"lead byte cut by a brace-like desc", d + "\xe4\xb8}\", \"bbox_2d\": " + c4 + "}", 10},
+      {"overlong '/'", d + "\xc0\xaf\", \"bbox_2d\": " + c4 + "}", 10},
+      {"UTF-16 surrogate", d + "\xed\xa0\x80\", \"bbox_2d\": " + c4 + "}", 10},
+      {"above U+10FFFF", d + "\xf4\x90\x80\x80\", \"bbox_2d\": " + c4 + "}", 10},
+      {"escaped lead byte", d + "\\\xc3\", \"bbox_2d\": " + c4 + "}", 11},
+      {"in a key", "{\"de\xffsc\": \"a\", \"bbox_2d\": " + c4 + "}", 4},
+      {"outside strings", "{\"desc\": \"a\", \xfe\"bbox_2d\": " + c4 + "}", 14},
+      {"and malformed JSON too", d + "\xff\" \"bbox_2d\" " + c4 + "}", 10},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string text = head + c.entry + ", " + last + "]}";
+    const ParseResult r = parse_text(text);
+    EXPECT_EQ(r.status, RolloutStatus::kComplete) << r.error;
+    ASSERT_EQ(r.entries.size(), 3u);
+    EXPECT_EQ(r.num_complete, 3u);
+    EXPECT_EQ(r.num_valid(), 2u);
+    EXPECT_TRUE(r.entries[0].valid());
+    EXPECT_TRUE(r.entries[2].valid());
+    EXPECT_EQ(r.entries[2].object, make_box("b", {5, 6, 7, 8}));
+    const ParsedEntry& bad = r.entries[1];
+    EXPECT_EQ(bad.reason, DropReason::kInvalidUtf8) << drop_reason_name(bad.reason);
+    EXPECT_TRUE(bad.complete);
+    EXPECT_EQ(bad.chars.record.begin, head.size());
+    EXPECT_EQ(bad.chars.record.end, head.size() + c.entry.size());
+    EXPECT_NE(bad.detail.find("at byte " + std::to_string(head.size() + c.bad_offset)), std::string::npos)
+        << bad.detail;
+    EXPECT_EQ(r.append_cut, text.size() - 2);  // after the last entry: nothing becomes FN wrongly
+  }
+  // The invalid entry last: still complete, the cut is after it; truncation after it keeps it.
+  const std::string bad_last = head + d + "\xff\", \"bbox_2d\": " + c4 + "}";
+  ParseResult r = parse_text(bad_last + "]}");
+  EXPECT_EQ(r.status, RolloutStatus::kComplete);
+  ASSERT_EQ(r.num_complete, 2u);
+  EXPECT_EQ(r.append_cut, bad_last.size());
+  r = parse_text(bad_last + ", {\"desc\": \"x");
+  EXPECT_EQ(r.status, RolloutStatus::kTruncated);
+  ASSERT_EQ(r.entries.size(), 3u);
+  EXPECT_EQ(r.entries[1].reason, DropReason::kInvalidUtf8);
+  EXPECT_EQ(r.entries[2].reason, DropReason::kTruncated);
+  EXPECT_EQ(r.append_cut, bad_last.size());
+  // Valid multi-byte characters are not flagged (control).
+  EXPECT_EQ(parse_text(head + d + "\xe4\xb8\xad\xf0\x9f\x98\x80\", \"bbox_2d\": " + c4 + "}]}").num_valid(), 2u);
+  // Bad bytes between entries are garbage between entries, not an entry.
+  r = parse_text(head.substr(0, head.size() - 2) + ", \xff" + last + "]}");
+  EXPECT_EQ(r.status, RolloutStatus::kMalformed);
+  EXPECT_EQ(r.num_complete, 1u);
 }
 
 TEST(ParseText, TopLevelStructure) {

@@ -263,6 +263,137 @@ TEST(IdParsing, DropsThatOnlyIdsCanSee) {
   EXPECT_TRUE(p.ended_with_eos);
 }
 
+// Id mode: a rollout's byte tokens (single bytes of the byte-level BPE) can spell invalid UTF-8.
+// valid, invalid-UTF-8, valid: 2 valid + 1 dropped complete entry; the raw y_in keeps the dropped
+// entry in its prefix (subset invalid) and parses back complete.
+TEST(IdParsing, InvalidUtf8EntryIsDroppedAloneAndScanningContinues) {
+  const auto& tok = qwen_tokenizer();
+  const auto& vocab = tok.coord_vocab();
+  auto enc = [&](const std::string& s) { return tok.encode(s); };
+  auto byte_token = [&](unsigned char b) {
+    for (TokenId id = 0; id < static_cast<TokenId>(tok.vocab_size()); ++id)
+      if (!tok.is_special(id) && tok.token_bytes(id) == std::string(1, static_cast<char>(b))) return id;
+    throw std::runtime_error("no byte token for " + std::to_string(b));
+  };
+  auto entry = [&](const std::string& desc_before, const Ids& raw, int first_bin) {
+    Ids out = enc("{\"desc\": \"" + desc_before);
+    out.insert(out.end(), raw.begin(), raw.end());
+    for (TokenId id : enc("\", \"bbox_2d\": [")) out.push_back(id);
+    for (int k = 0; k < 4; ++k) {
+      if (k)
+        for (TokenId id : enc(", ")) out.push_back(id);
+      out.push_back(vocab.coord_id(first_bin + k));
+    }
+    for (TokenId id : enc("]}")) out.push_back(id);
+    return out;
+  };
+  struct Case {
+    std::string name;
+    Ids raw;     // byte tokens spliced into the middle entry's desc
+    bool valid;  // the bytes form valid UTF-8 (control)
+  };
+  const std::vector<Case> cases = {
+      {"lone 0xff", {byte_token(0xFF)}, false},
+      {"lone continuation 0x80", {byte_token(0x80)}, false},
+      {"first two bytes of a 3-byte character", {byte_token(0xE4), byte_token(0xB8)}, false},
+      {"surrogate", {byte_token(0xED), byte_token(0xA0), byte_token(0x80)}, false},
+      {"a whole character from byte tokens", {byte_token(0xE4), byte_token(0xB8), byte_token(0xAD)}, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Ids ids = enc("{\"objects\": [");
+    const Ids first = entry("cup", {}, 1), middle = entry("x", c.raw, 10), last = entry("dog", {}, 20);
+    const Ids sep = enc(", ");
+    for (const Ids* part : {&first, &sep, &middle, &sep, &last}) ids.insert(ids.end(), part->begin(), part->end());
+    for (TokenId id : enc("]}")) ids.push_back(id);
+    ids.push_back(kImEnd);
+    const ParseResult p = parse_ids(ids, tok);
+    EXPECT_EQ(p.status, RolloutStatus::kComplete) << p.error;
+    ASSERT_EQ(p.entries.size(), 3u);
+    EXPECT_EQ(p.num_complete, 3u);
+    EXPECT_EQ(p.entries[0].object, make_box("cup", {1, 2, 3, 4}));
+    EXPECT_EQ(p.entries[2].object, make_box("dog", {20, 21, 22, 23}));
+    EXPECT_TRUE(p.entries[0].valid());
+    EXPECT_TRUE(p.entries[2].valid());
+    EXPECT_EQ(p.entries[1].valid(), c.valid) << p.entries[1].detail;
+    if (!c.valid) {
+      EXPECT_EQ(p.entries[1].reason, DropReason::kInvalidUtf8);
+      EXPECT_TRUE(p.entries[1].complete);
+    }
+    // The middle entry's token span covers its tokens exactly (sep tokens are BPE-separate here).
+    const int32_t middle_begin = static_cast<int32_t>(enc("{\"objects\": [").size() + first.size() + sep.size());
+    EXPECT_EQ(p.entries[1].span.tokens.begin, middle_begin);
+    EXPECT_EQ(p.entries[1].span.tokens.end, middle_begin + static_cast<int32_t>(middle.size()));
+    EXPECT_EQ(p.entries[1].span.coord_positions.size(), 4u);
+    EXPECT_EQ(p.append_cut, p.text.size() - 2);
+
+    // Channel-B: the invalid entry stays in the raw prefix (masked like FP); the FN comes after.
+    const YIn raw = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kRaw, FieldOrder::kDescFirst);
+    ASSERT_EQ(raw.objects.size(), 4u);
+    EXPECT_EQ(raw.objects[1].subset, c.valid ? ObjectSubset::kUnassigned : ObjectSubset::kInvalid);
+    EXPECT_EQ(raw.objects[3].subset, ObjectSubset::kFn);
+    expect_types_consistent(raw.ids, raw.types);
+    const ParseResult back = parse_ids(raw.ids, tok);
+    EXPECT_EQ(back.status, RolloutStatus::kComplete) << back.error;
+    ASSERT_EQ(back.entries.size(), 4u);
+    EXPECT_EQ(back.num_valid(), c.valid ? 4u : 3u);
+    EXPECT_EQ(back.entries[3].object, yellow_dog_gt());
+    const YIn canon = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kCanonical, FieldOrder::kDescFirst);
+    EXPECT_EQ(canon.objects.size(), c.valid ? 4u : 3u);
+  }
+}
+
+// From fuzz_channel_b (crash-11c32d5d: an over-strict fuzz property, kept as a test of the rule):
+// a coord token inside the desc of a dropped entry keeps type coord (types of coord ids are decided
+// by id), is not one of the entry's coord positions, and the entry stays in the raw prefix as
+// invalid; with invalid UTF-8 in the same desc the reason is invalid_utf8.
+TEST(ChannelB, CoordTokenInsideADroppedDescKeepsTypeCoord) {
+  const auto& tok = qwen_tokenizer();
+  const auto& vocab = tok.coord_vocab();
+  auto enc = [&](const std::string& s) { return tok.encode(s); };
+  TokenId ff = -1;
+  for (TokenId id = 0; id < static_cast<TokenId>(tok.vocab_size()) && ff < 0; ++id)
+    if (!tok.is_special(id) && tok.token_bytes(id) == "\xff") ff = id;
+  ASSERT_GE(ff, 0);
+  for (const bool bad_utf8 : {false, true}) {
+    SCOPED_TRACE(bad_utf8 ? "with 0xff" : "valid UTF-8");
+    Ids ids = enc("{\"objects\": [{\"desc\": \"a");
+    const auto desc_coord = static_cast<int32_t>(ids.size());
+    ids.push_back(vocab.coord_id(999));
+    if (bad_utf8) ids.push_back(ff);
+    for (TokenId id : enc("b\", \"bbox_2d\": [")) ids.push_back(id);
+    for (int k = 1; k <= 4; ++k) {
+      if (k > 1)
+        for (TokenId id : enc(", ")) ids.push_back(id);
+      ids.push_back(vocab.coord_id(k));
+    }
+    for (TokenId id : enc("]}]}")) ids.push_back(id);
+    ids.push_back(kImEnd);
+    const ParseResult p = parse_ids(ids, tok);
+    ASSERT_EQ(p.status, RolloutStatus::kComplete) << p.error;
+    ASSERT_EQ(p.entries.size(), 1u);
+    EXPECT_EQ(p.entries[0].reason, bad_utf8 ? DropReason::kInvalidUtf8 : DropReason::kSpecialTokenInDesc);
+    EXPECT_TRUE(p.entries[0].span.desc.contains(desc_coord));
+    EXPECT_EQ(p.entries[0].span.coord_positions.size(), 4u);  // the geometry's, not the desc's
+    const YIn y = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kRaw, FieldOrder::kDescFirst);
+    ASSERT_EQ(y.objects.size(), 2u);
+    EXPECT_EQ(y.objects[0].subset, ObjectSubset::kInvalid);
+    EXPECT_TRUE(y.objects[0].span.desc.contains(desc_coord));
+    EXPECT_EQ(y.types[desc_coord], TokenType::kCoord);
+    for (int32_t t = y.objects[0].span.desc.begin; t < y.objects[0].span.desc.end; ++t)
+      if (t != desc_coord) {
+        EXPECT_EQ(y.types[t], TokenType::kDesc) << t;
+      }
+    EXPECT_EQ(y.objects[0].span.coord_positions, p.entries[0].span.coord_positions);
+    expect_types_consistent(y.ids, y.types);
+    const ParseResult back = parse_ids(y.ids, tok);
+    EXPECT_EQ(back.status, RolloutStatus::kComplete);
+    ASSERT_EQ(back.entries.size(), 2u);
+    EXPECT_EQ(back.entries[0].reason, p.entries[0].reason);
+    EXPECT_EQ(back.entries[1].object, yellow_dog_gt());
+  }
+}
+
 TEST(ChannelB, RawKeepsInvalidEntriesCanonicalDropsThem) {
   const auto& tok = qwen_tokenizer();
   const std::string text =
