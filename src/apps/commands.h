@@ -22,5 +22,7 @@ CommandRegistration add_inspect_b_command(CLI::App& app, const GlobalFlags& flag
 CommandRegistration add_eval_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_visualize_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_report_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_derive_tokenizer_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_make_demo_data_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps

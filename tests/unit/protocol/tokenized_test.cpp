@@ -329,17 +329,17 @@ TEST(IdParsing, InvalidUtf8EntryIsDroppedAloneAndScanningContinues) {
 
     // Channel-B: the invalid entry stays in the raw prefix (masked like FP); the FN comes after.
     const YIn raw = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kRaw, FieldOrder::kDescFirst);
-    ASSERT_EQ(raw.objects.size(), 4u);
-    EXPECT_EQ(raw.objects[1].subset, c.valid ? ObjectSubset::kUnassigned : ObjectSubset::kInvalid);
-    EXPECT_EQ(raw.objects[3].subset, ObjectSubset::kFn);
-    expect_types_consistent(raw.ids, raw.types);
+    ASSERT_EQ(raw.layout.objects.size(), 4u);
+    EXPECT_EQ(raw.layout.objects[1].subset, c.valid ? ObjectSubset::kUnassigned : ObjectSubset::kInvalid);
+    EXPECT_EQ(raw.layout.objects[3].subset, ObjectSubset::kFn);
+    expect_types_consistent(raw.ids, raw.layout.types);
     const ParseResult back = parse_ids(raw.ids, tok);
     EXPECT_EQ(back.status, RolloutStatus::kComplete) << back.error;
     ASSERT_EQ(back.entries.size(), 4u);
     EXPECT_EQ(back.num_valid(), c.valid ? 4u : 3u);
     EXPECT_EQ(back.entries[3].object, yellow_dog_gt());
     const YIn canon = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kCanonical, FieldOrder::kDescFirst);
-    EXPECT_EQ(canon.objects.size(), c.valid ? 4u : 3u);
+    EXPECT_EQ(canon.layout.objects.size(), c.valid ? 4u : 3u);
   }
 }
 
@@ -376,16 +376,16 @@ TEST(ChannelB, CoordTokenInsideADroppedDescKeepsTypeCoord) {
     EXPECT_TRUE(p.entries[0].span.desc.contains(desc_coord));
     EXPECT_EQ(p.entries[0].span.coord_positions.size(), 4u);  // the geometry's, not the desc's
     const YIn y = build_y_in(p, {yellow_dog_gt()}, tok, PrefixMode::kRaw, FieldOrder::kDescFirst);
-    ASSERT_EQ(y.objects.size(), 2u);
-    EXPECT_EQ(y.objects[0].subset, ObjectSubset::kInvalid);
-    EXPECT_TRUE(y.objects[0].span.desc.contains(desc_coord));
-    EXPECT_EQ(y.types[desc_coord], TokenType::kCoord);
-    for (int32_t t = y.objects[0].span.desc.begin; t < y.objects[0].span.desc.end; ++t)
+    ASSERT_EQ(y.layout.objects.size(), 2u);
+    EXPECT_EQ(y.layout.objects[0].subset, ObjectSubset::kInvalid);
+    EXPECT_TRUE(y.layout.objects[0].desc.contains(desc_coord));
+    EXPECT_EQ(y.layout.types[desc_coord], TokenType::kCoord);
+    for (int32_t t = y.layout.objects[0].desc.begin; t < y.layout.objects[0].desc.end; ++t)
       if (t != desc_coord) {
-        EXPECT_EQ(y.types[t], TokenType::kDesc) << t;
+        EXPECT_EQ(y.layout.types[t], TokenType::kDesc) << t;
       }
-    EXPECT_EQ(y.objects[0].span.coord_positions, p.entries[0].span.coord_positions);
-    expect_types_consistent(y.ids, y.types);
+    EXPECT_EQ(y.layout.objects[0].coord_positions, p.entries[0].span.coord_positions);
+    expect_types_consistent(y.ids, y.layout.types);
     const ParseResult back = parse_ids(y.ids, tok);
     EXPECT_EQ(back.status, RolloutStatus::kComplete);
     ASSERT_EQ(back.entries.size(), 2u);
