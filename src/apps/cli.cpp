@@ -31,6 +31,7 @@ const CommandFactory kCommands[] = {
     &add_expand_vocab_command,
     &add_make_synthetic_data_command,
     &add_generate_command,
+    &add_infer_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

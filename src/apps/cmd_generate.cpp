@@ -1,8 +1,9 @@
 // `coordexp-train generate --model DIR --image IMG [--prompt TEXT] [--config run.yaml [--set k=v ...]]
 // [--max-new-tokens N]`: one image through the trainer's detection prompt (data/prompt.h), the
 // model's image preprocessing and rollout::generate (rollout.* options); prints the decoded answer,
-// the finish reason and speed, and the parsed objects (protocol/parse.h) when the answer has the
-// CoordJSON head. Exit 0 on success (whatever the model generated), 2 for a bad command line/config.
+// the finish reason and speed, and the parsed objects (protocol/parse.h) with their confidence
+// scores (rollout/scoring.h) when the answer has the CoordJSON head. Exit 0 on success (whatever
+// the model generated), 2 for a bad command line/config.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -17,6 +18,7 @@
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/protocol/parse.h"
 #include "coordexp/rollout/generator.h"
+#include "coordexp/rollout/scoring.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/util/error.h"
 
@@ -49,17 +51,23 @@ config::RunConfig resolve_run_config(const GenerateArgs& a, const GlobalFlags& f
   cfg.data.validate();
   cfg.protocol.validate();
   cfg.rollout.validate();
+  if (cfg.rollout.constrained)
+    // TODO(lead-merge): connect rollout::make_coordjson_constraint (see cmd_infer.cpp) and pass it
+    // as GenerationOptions::constraint in run_generate.
+    throw ConfigError("rollout.constrained is not available in this build", "key rollout.constrained",
+                      "set rollout.constrained: false");
   return cfg;
 }
 
-void print_parsed(const protocol::ParseResult& parsed) {
+void print_parsed(const protocol::ParseResult& parsed, const std::vector<double>& scores) {
   std::cout << "parse: " << protocol::rollout_status_name(parsed.status) << ", " << parsed.num_valid()
             << " valid object(s) of " << parsed.entries.size() << "\n";
-  for (const auto& e : parsed.entries) {
+  for (size_t i = 0; i < parsed.entries.size(); ++i) {
+    const auto& e = parsed.entries[i];
     std::cout << "  " << (e.valid() ? "" : "dropped (") << (e.valid() ? "" : protocol::drop_reason_name(e.reason))
               << (e.valid() ? "" : ") ") << protocol::geometry_key(e.object.kind) << " [";
     for (size_t i = 0; i < e.object.bins.size(); ++i) std::cout << (i ? ", " : "") << e.object.bins[i];
-    std::cout << "] \"" << e.object.desc << "\"\n";
+    std::cout << "] \"" << e.object.desc << "\" score " << scores[i] << "\n";
   }
 }
 
@@ -95,7 +103,7 @@ int run_generate(const GenerateArgs& a, const GlobalFlags& flags) {
             << " new token(s); prompt " << prompt.ids.size() << " tokens (" << st.prefill_seconds
             << " s prefill), decode " << st.decode_tokens_per_second() << " tokens/s\n";
   const protocol::ParseResult parsed = protocol::parse_ids(ids, *tok);
-  if (parsed.has_prefix) print_parsed(parsed);
+  if (parsed.has_prefix) print_parsed(parsed, rollout::object_scores(parsed, row.raw_logprobs));
   else std::cout << "parse: no {\"objects\": [ head (not CoordJSON)\n";
   return 0;
 }

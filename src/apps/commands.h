@@ -18,5 +18,6 @@ CommandRegistration add_tokenize_command(CLI::App& app, const GlobalFlags& flags
 CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_make_synthetic_data_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_generate_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_infer_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps
