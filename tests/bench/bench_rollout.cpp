@@ -2,7 +2,7 @@
 // and 8, greedy, on the tiny fixture model (tests/data/qwen3vl-tiny-a: overhead-bound) and on
 // bench_model's ~100M-parameter shape (random weights, float32, CPU). Each row: one 8x8-patch image
 // (16 tokens) + 48 text tokens, 32 new tokens (no stop ids, so every row runs to the limit); the
-// *Staggered variants end row r after 4 * (r + 1) tokens (a constraint forces the stop id), so
+// *Staggered variant ends row r after 4 * (r + 1) tokens (a constraint forces the stop id), so
 // finished rows leave the batch and `row_steps` shows how many sequence-steps were computed.
 // Threads (LibTorch and BLIS): COORDEXP_BENCH_THREADS (default: all hardware threads);
 // COORDEXP_BENCH_DECODE_THREADS sets GenerationOptions::decode_threads (default 1; 0 = keep).
@@ -20,7 +20,11 @@ namespace cr = coordexp::rollout;
 
 namespace {
 
-constexpr int64_t kNewTokens = 32;
+// New tokens per row: COORDEXP_BENCH_NEW_TOKENS (default 32; fewer keeps slow configurations short).
+int64_t new_tokens() {
+  static const int64_t n = std::getenv("COORDEXP_BENCH_NEW_TOKENS") ? std::atoi(std::getenv("COORDEXP_BENCH_NEW_TOKENS")) : 32;
+  return n;
+}
 
 cm::Qwen3VL& tiny_model() {
   static cm::Qwen3VL m = [] {
@@ -93,7 +97,7 @@ void run(benchmark::State& state, cm::Qwen3VL& model, bool staggered) {
   const int64_t rows = state.range(0);
   const auto req = make_request(model, rows);
   cr::GenerationOptions o;
-  o.max_new_tokens = kNewTokens;
+  o.max_new_tokens = new_tokens();
   o.batch_size = rows;
   if (const char* t = std::getenv("COORDEXP_BENCH_DECODE_THREADS")) o.decode_threads = std::atoi(t);
   StaggeredStops stops;

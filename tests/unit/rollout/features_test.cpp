@@ -301,13 +301,17 @@ TEST(RolloutFeatures, KeepsCoordLogitsAtCoordSteps) {
 namespace {
 
 // Reference beam search over full forwards: every step expands every beam by every id, keeps the
-// num_beams best by summed log-probability (no stop ids, so every beam runs max_new tokens).
-std::pair<std::vector<int64_t>, double> reference_beams(const Row& r, int64_t num_beams, int64_t max_new) {
+// num_beams best by summed log-probability of the (penalized) softmax (no stop ids, so every beam
+// runs max_new tokens).
+std::pair<std::vector<int64_t>, double> reference_beams(const Row& r, int64_t num_beams, int64_t max_new,
+                                                        double penalty) {
   std::vector<std::pair<std::vector<int64_t>, double>> beams{{{}, 0.0}};
   for (int64_t t = 0; t < max_new; ++t) {
     std::vector<std::pair<std::vector<int64_t>, double>> cand;
     for (const auto& [ids, sum] : beams) {
-      const auto lp = torch::log_softmax(full_logits(r, ids)[-1].to(torch::kDouble), 0);
+      std::vector<int64_t> seen = r.prompt;
+      seen.insert(seen.end(), ids.begin(), ids.end());
+      const auto lp = torch::log_softmax(penalize(full_logits(r, ids)[-1], seen, penalty), 0).contiguous();
       const auto* v = lp.data_ptr<double>();
       for (int64_t id = 0; id < lp.numel(); ++id) {
         auto next = ids;
@@ -326,26 +330,38 @@ std::pair<std::vector<int64_t>, double> reference_beams(const Row& r, int64_t nu
 
 TEST(RolloutFeatures, BeamSearchEqualsReferenceBeamSearch) {
   const auto rs = rows();
-  const int64_t kMaxNew = 3, kBeams = 3;
-  auto o = greedy(kMaxNew, 8);
-  o.num_beams = kBeams;
-  o.length_penalty = 1.0;
-  const auto res = cr::generate(model(), request(rs), o);
-  auto alone_opts = o;
-  alone_opts.batch_size = 1;
-  const auto alone = cr::generate(model(), request(rs), alone_opts);
-  const auto g = cr::generate(model(), request(rs), greedy(kMaxNew));
-  for (size_t i = 0; i < rs.size(); ++i) {
-    const auto [ids, sum] = reference_beams(rs[i], kBeams, kMaxNew);
-    EXPECT_EQ(res.rows[i].ids, ids) << "row " << i;
-    EXPECT_NEAR(res.rows[i].score, sum / kMaxNew, 1e-4) << "row " << i << ": sum / len^1";
-    EXPECT_EQ(alone.rows[i].ids, res.rows[i].ids) << "row " << i << ": batch_size 1";
-    expect_raw_logprobs(rs[i], res.rows[i], "beam row " + std::to_string(i));
+  const int64_t kMaxNew = 4, kBeams = 3;
+  // Without a penalty this random model's greedy path is also the best beam; with one the search
+  // has real choices.
+  for (double penalty : {1.0, 1.6}) {
+    auto o = greedy(kMaxNew, 8);
+    o.num_beams = kBeams;
+    o.length_penalty = 1.0;
+    o.repetition_penalty = penalty;
+    const auto res = cr::generate(model(), request(rs), o);
+    auto alone_opts = o;
+    alone_opts.batch_size = 1;
+    const auto alone = cr::generate(model(), request(rs), alone_opts);
+    auto go = greedy(kMaxNew);
+    go.repetition_penalty = penalty;
+    const auto g = cr::generate(model(), request(rs), go);
+    int differs_from_greedy = 0;
+    for (size_t i = 0; i < rs.size(); ++i) {
+      differs_from_greedy += res.rows[i].ids != g.rows[i].ids;
+      const auto [ids, sum] = reference_beams(rs[i], kBeams, kMaxNew, penalty);
+      EXPECT_EQ(res.rows[i].ids, ids) << "penalty " << penalty << " row " << i;
+      EXPECT_NEAR(res.rows[i].score, sum / kMaxNew, 1e-4) << "row " << i << ": sum / len^1";
+      EXPECT_EQ(alone.rows[i].ids, res.rows[i].ids) << "row " << i << ": batch_size 1";
+      expect_raw_logprobs(rs[i], res.rows[i], "beam row " + std::to_string(i));
+    }
+    if (penalty != 1.0) {
+      EXPECT_GT(differs_from_greedy, 0) << "beams must beat greedy somewhere";
+    }
+    // One beam is greedy.
+    o.num_beams = 1;
+    const auto one = cr::generate(model(), request(rs), o);
+    for (size_t i = 0; i < rs.size(); ++i) EXPECT_EQ(one.rows[i].ids, g.rows[i].ids);
   }
-  // One beam is greedy.
-  o.num_beams = 1;
-  const auto one = cr::generate(model(), request(rs), o);
-  for (size_t i = 0; i < rs.size(); ++i) EXPECT_EQ(one.rows[i].ids, g.rows[i].ids);
 }
 
 TEST(RolloutFeatures, BeamSearchWithStopIds) {
