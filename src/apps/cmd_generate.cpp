@@ -1,8 +1,9 @@
 // `coordexp-train generate --model DIR --image IMG [--prompt TEXT] [--config run.yaml [--set k=v ...]]
 // [--max-new-tokens N]`: one image through the trainer's detection prompt (data/prompt.h), the
 // model's image preprocessing and rollout::generate (rollout.* options); prints the decoded answer,
-// the finish reason and speed, and the parsed objects (protocol/parse.h) when the answer has the
-// CoordJSON head. Exit 0 on success (whatever the model generated), 2 for a bad command line/config.
+// the finish reason and speed, and the parsed objects (protocol/parse.h) with their confidence
+// scores (rollout/scoring.h) when the answer has the CoordJSON head. Exit 0 on success (whatever
+// the model generated), 2 for a bad command line/config.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -16,7 +17,9 @@
 #include "coordexp/model/qwen3vl.h"
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/protocol/parse.h"
+#include "coordexp/rollout/coordjson_constraint.h"
 #include "coordexp/rollout/generator.h"
+#include "coordexp/rollout/scoring.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/util/error.h"
 
@@ -52,14 +55,15 @@ config::RunConfig resolve_run_config(const GenerateArgs& a, const GlobalFlags& f
   return cfg;
 }
 
-void print_parsed(const protocol::ParseResult& parsed) {
+void print_parsed(const protocol::ParseResult& parsed, const std::vector<double>& scores) {
   std::cout << "parse: " << protocol::rollout_status_name(parsed.status) << ", " << parsed.num_valid()
             << " valid object(s) of " << parsed.entries.size() << "\n";
-  for (const auto& e : parsed.entries) {
+  for (size_t i = 0; i < parsed.entries.size(); ++i) {
+    const auto& e = parsed.entries[i];
     std::cout << "  " << (e.valid() ? "" : "dropped (") << (e.valid() ? "" : protocol::drop_reason_name(e.reason))
               << (e.valid() ? "" : ") ") << protocol::geometry_key(e.object.kind) << " [";
     for (size_t i = 0; i < e.object.bins.size(); ++i) std::cout << (i ? ", " : "") << e.object.bins[i];
-    std::cout << "] \"" << e.object.desc << "\"\n";
+    std::cout << "] \"" << e.object.desc << "\" score " << scores[i] << "\n";
   }
 }
 
@@ -68,7 +72,7 @@ int run_generate(const GenerateArgs& a, const GlobalFlags& flags) {
   const std::string tok_dir = cfg.tokenizer.path.empty() ? cfg.model.path : cfg.tokenizer.path;
   auto tok = tokenizer::Tokenizer::from_dir(tok_dir);
   if (cfg.tokenizer.add_coord_tokens) tok->ensure_coord_tokens();
-  const auto options = rollout::GenerationOptions::from_config(cfg.rollout, *tok);
+  auto options = rollout::GenerationOptions::from_config(cfg.rollout, *tok);
 
   const auto preprocessor = model::ImagePreprocessor::from_model_dir(cfg.model.path, cfg.preprocess);
   const model::PreprocessedImages images = preprocessor({model::load_rgb_image(a.image)}, {a.image});
@@ -79,6 +83,12 @@ int run_generate(const GenerateArgs& a, const GlobalFlags& flags) {
 
   auto model = model::Qwen3VL::load(cfg.model.path, model::ModelRuntime::from_options(cfg.model));
   model.module()->eval();
+  std::unique_ptr<rollout::ConstraintFactory> constraint;  // rollout.constrained: CoordJSON grammar
+  if (cfg.rollout.constrained) {
+    constraint = rollout::make_coordjson_constraint(
+        *tok, rollout::CoordJsonConstraintOptions::from_config(cfg.protocol, cfg.data, model.config().text.vocab_size));
+    options.constraint = constraint.get();
+  }
   rollout::GenerationRequest request;
   request.prompts.emplace_back(prompt.ids.begin(), prompt.ids.end());
   request.pixel_values = images.pixel_values;
@@ -95,7 +105,7 @@ int run_generate(const GenerateArgs& a, const GlobalFlags& flags) {
             << " new token(s); prompt " << prompt.ids.size() << " tokens (" << st.prefill_seconds
             << " s prefill), decode " << st.decode_tokens_per_second() << " tokens/s\n";
   const protocol::ParseResult parsed = protocol::parse_ids(ids, *tok);
-  if (parsed.has_prefix) print_parsed(parsed);
+  if (parsed.has_prefix) print_parsed(parsed, rollout::object_scores(parsed, row.raw_logprobs));
   else std::cout << "parse: no {\"objects\": [ head (not CoordJSON)\n";
   return 0;
 }

@@ -36,6 +36,25 @@ void KvCache::reset() {
   slot_position_ = torch::zeros({batch_size_, capacity_}, torch::kLong);
 }
 
+void KvCache::select_rows(const std::vector<int64_t>& rows) {
+  COORDEXP_CHECK(!rows.empty(), "select_rows needs at least one row");
+  for (int64_t r : rows) COORDEXP_CHECK(r >= 0 && r < batch_size_, "select_rows: row " << r << " of " << batch_size_);
+  const auto index_cpu = torch::tensor(rows, torch::kLong);
+  const auto index = index_cpu.to(keys_[0].device());
+  for (auto& k : keys_) k = k.index_select(0, index);
+  for (auto& v : values_) v = v.index_select(0, index);
+  slot_valid_ = slot_valid_.index_select(0, index_cpu);
+  slot_position_ = slot_position_.index_select(0, index_cpu);
+  std::vector<int64_t> length, next_position;
+  for (int64_t r : rows) {
+    length.push_back(length_[r]);
+    next_position.push_back(next_position_[r]);
+  }
+  length_ = std::move(length);
+  next_position_ = std::move(next_position);
+  batch_size_ = static_cast<int64_t>(rows.size());
+}
+
 void KvCache::truncate(int64_t row, int64_t new_length) {
   COORDEXP_CHECK(row >= 0 && row < batch_size_, "row " << row);
   COORDEXP_CHECK(new_length >= 0 && new_length <= length_[row],

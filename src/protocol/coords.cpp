@@ -87,6 +87,24 @@ std::array<CoordValue, 4> box_from_pixels(const std::array<double, 4>& xyxy_px, 
   return out;
 }
 
+std::array<double, 4> box_to_pixels(const std::array<int, 4>& bins, int width, int height,
+                                    const CoordConvention& convention) {
+  std::array<double, 4> out;
+  for (int i = 0; i < 4; ++i)
+    out[i] = bin_to_pixel(std::clamp(bins[i], 0, kMaxCoordBin), i % 2 == 0 ? width : height, convention.pixel_extent);
+  return out;
+}
+
+std::array<double, 4> norm_box_to_pixels(const std::array<double, 4>& xyxy_norm, int width, int height,
+                                         const CoordConvention& convention) {
+  std::array<double, 4> out;
+  for (int i = 0; i < 4; ++i) {
+    const double c = std::isfinite(xyxy_norm[i]) ? std::clamp(xyxy_norm[i], 0.0, 1.0) : 0.0;
+    out[i] = norm_to_pixel(c, i % 2 == 0 ? width : height, convention.pixel_extent);
+  }
+  return out;
+}
+
 std::vector<CoordValue> poly_from_pixels(const std::vector<double>& xy_px, int width, int height,
                                          PixelExtent extent) {
   std::vector<CoordValue> out(xy_px.size());

@@ -4,6 +4,8 @@
 #include "coordexp/train/channel_b_step.h"
 
 #include <algorithm>
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 
 #include "coordexp/coord/losses.h"
@@ -57,6 +59,10 @@ ChannelBSettings ChannelBSettings::from_config(const config::RunConfig& c, const
   for (coord::Term t : {coord::Term::kGeoHuber, coord::Term::kGeoIou})
     s.term_weights[static_cast<int>(t)] *= c.channel_b.matched_geo_weight;
   s.generation = rollout::GenerationOptions::from_config(c.rollout, tok);
+  // Channel-B must see the model's real failures: never constrained, whatever rollout.constrained says.
+  s.generation.constraint = nullptr;
+  if (c.rollout.constrained && c.train.stage == "stage2")
+    spdlog::warn("rollout.constrained applies to infer / generate only; Channel-B rollouts stay unconstrained");
   s.max_length = c.data.max_length;
   return s;
 }

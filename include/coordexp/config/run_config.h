@@ -12,6 +12,7 @@
 #include "coordexp/config/sections/data.h"
 #include "coordexp/config/sections/dist.h"
 #include "coordexp/config/sections/eval.h"
+#include "coordexp/config/sections/infer.h"
 #include "coordexp/config/sections/log.h"
 #include "coordexp/config/sections/loss.h"
 #include "coordexp/config/sections/model.h"
@@ -43,6 +44,7 @@ struct RunConfig {
   ChannelBOptions channel_b;
   RolloutOptions rollout;
   EvalOptions eval;
+  InferOptions infer;
 };
 
 template <class V>
@@ -76,7 +78,10 @@ void visit_fields(V& v, RunConfig& c) {
                          "gating keys are under channel_b.matching; the other fields arrive with the "
                          "roadmap steps that implement them.", c.channel_b);
   v.section("rollout", "Autoregressive generation: greedy or temperature / top-k / top-p sampling, "
-                       "stop tokens, batch size (`generate`, Channel-B rollouts).", c.rollout);
+                       "stop tokens, batch size, repetition penalty, beam search, constrained decoding (`generate`, "
+                       "`infer`, Channel-B rollouts).", c.rollout);
+  v.section("infer", "`coordexp-train infer`: how predicted coordinates are read out of the generated "
+                     "coord tokens, and progress reporting (generation itself is `rollout`).", c.infer);
   v.section("eval", "Evaluation (COCO-style mAP, F1, diagnostics). Fields arrive with the roadmap "
                     "step that implements evaluation.", c.eval);
 }

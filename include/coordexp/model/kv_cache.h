@@ -30,6 +30,11 @@ class KvCache {
   // (largest position among the kept real slots) + 1, as a full forward over the kept prefix gives.
   void truncate(int64_t row, int64_t new_length);
   void reset();
+  // Keeps only the given rows, in the given order: row i of the result is old row rows[i] (a row
+  // may repeat, e.g. beams of one prompt that share a prefix; an empty list is not allowed). The
+  // batch size becomes rows.size(); capacity, lengths and positions travel with the rows. Copies
+  // the kept rows (the old storage is released), so later forwards cost only the kept rows.
+  void select_rows(const std::vector<int64_t>& rows);
 
   // --- used by the decoder: one append() per forward, then write() per layer ---
   struct Append {

@@ -66,6 +66,16 @@ std::array<CoordValue, 4> box_from_pixels(const std::array<double, 4>& xyxy_px, 
 // Flat polygon [x1, y1, x2, y2, ...] in pixels (already clamped) -> bins with c_gt (round).
 std::vector<CoordValue> poly_from_pixels(const std::vector<double>& xy_px, int width, int height,
                                          PixelExtent extent);
+// The inverse of box_from_pixels, for reading predicted boxes: bins [x1, y1, x2, y2] -> pixels,
+// each coordinate k/999 * extent (the bin's own value, for both rounding modes), in [0, extent].
+// GT pixels -> box_from_pixels -> box_to_pixels lands within one bin (extent / 999 px) of the GT:
+// half a bin for kRound, one bin for kOutward.
+std::array<double, 4> box_to_pixels(const std::array<int, 4>& bins, int width, int height,
+                                    const CoordConvention& convention);
+// The same for continuous normalized coordinates (e.g. CoordExp expectation decode), clamped to
+// [0, 1] first: c * extent.
+std::array<double, 4> norm_box_to_pixels(const std::array<double, 4>& xyxy_norm, int width, int height,
+                                         const CoordConvention& convention);
 // Bins (flat x, y, x, y, ...) -> pixels in an image of width x height.
 std::vector<double> bins_to_pixels(const std::vector<int>& bins, int width, int height,
                                    PixelExtent extent);

@@ -1,9 +1,12 @@
 // Autoregressive generation from Qwen3-VL (seed 7.2 step B0, section 9): prompts (ids with their
-// <|image_pad|> runs) + images -> new token ids per row, greedy or sampled, until a stop token or
-// max_new_tokens. Rows are processed in chunks of batch_size: the chunk's images are encoded once,
-// the right-padded prompts are prefilled into a KV cache, then one token per unfinished row and
-// step is decoded (finished rows are masked out of the cache and get no further tokens). No
-// gradients. Does not build prompts (data/prompt.h) or parse answers (protocol/parse.h).
+// <|image_pad|> runs) + images -> new token ids per row, greedy, sampled or by beam search, until a
+// stop token or max_new_tokens, with each token's log-probability (chosen-from and raw model), an
+// optional per-row token constraint (constraint.h), the Hugging Face repetition penalty, and
+// optionally the coord logits of every generated coord token. Rows are processed in chunks of
+// batch_size: the chunk's images are encoded once, the right-padded prompts are prefilled into a KV
+// cache, then one token per unfinished sequence and step is decoded; finished rows leave the batch
+// (their KV-cache rows are dropped), so they cost nothing afterwards. No gradients. Does not build
+// prompts (data/prompt.h) or parse answers (protocol/parse.h).
 #pragma once
 
 #include <torch/torch.h>
@@ -13,6 +16,7 @@
 
 #include "coordexp/config/sections/rollout.h"
 #include "coordexp/model/qwen3vl.h"
+#include "coordexp/rollout/constraint.h"
 #include "coordexp/rollout/sampling.h"
 #include "coordexp/tokenizer/tokenizer.h"
 
@@ -28,9 +32,32 @@ struct GenerationOptions {
   uint64_t seed = 0;             // kSample: row r of a request uses row_seed(seed, r) unless row_seeds says
   std::vector<int64_t> stop_ids; // a row ends at the first of these (kept as its last id); empty: never
   int64_t pad_id = 0;            // id at padded (masked, never attended) slots; not an image token
+  // Hugging Face RepetitionPenaltyLogitsProcessor: before each choice, every id present in the
+  // row's prompt or its tokens so far gets logit / p (logit > 0) or logit * p (logit < 0). 1 = off.
+  double repetition_penalty = 1.0;
+  // > 1: beam search (kGreedy only). Each step keeps the num_beams best continuations by summed
+  // log-probability (log_softmax of the constrained, penalized logits); a beam that picks a stop id
+  // is finished with score sum / (its generated tokens, stop included)^length_penalty; a row stops
+  // when num_beams beams are finished and no running beam can still beat the worst of them (exact
+  // bound, since log-probabilities are <= 0), or at max_new_tokens (running beams finish there).
+  // The best finished beam is returned.
+  int64_t num_beams = 1;
+  double length_penalty = 1.0;   // Hugging Face's default: the mean log-probability per token
+  // Per-row token constraint (nullptr = none): the ids it forbids are set to -inf before the
+  // repetition penalty, temperature, top-k/top-p, argmax and beam selection. Not owned.
+  const ConstraintFactory* constraint = nullptr;
+  // Keep the 1000 raw model logits of ids first_coord_id .. first_coord_id + 999 at every step whose
+  // chosen id is a coord token (GeneratedRow::coord_logits_K), for expectation readout.
+  bool keep_coord_logits = false;
+  int64_t first_coord_id = -1;
+  // Compute threads (LibTorch + BLIS) during the decode steps, restored afterwards; 0 = keep the
+  // process's setting. Decode ops are tiny and latency-bound: with 2 threads on a loaded machine each
+  // op waits for a descheduled worker (15-380x slower, docs/performance.md), so 1 is the default.
+  int decode_threads = 1;
 
   // From a validated config section; stop_tokens are looked up in `tok` (ConfigError naming
   // rollout.stop_tokens for a token the tokenizer does not have).
+  // rollout.constrained is not resolved here (the caller owns the constraint factory).
   static GenerationOptions from_config(const config::RolloutOptions& options, const tokenizer::Tokenizer& tok);
 };
 
@@ -53,6 +80,18 @@ const char* finish_reason_name(FinishReason reason);  // "eos" | "max_new_tokens
 struct GeneratedRow {
   std::vector<int64_t> ids;  // new tokens only; ends with the stop id when finish == kEos
   FinishReason finish = FinishReason::kMaxNewTokens;
+  // One per id: its log-probability under the distribution it was chosen from (after the
+  // constraint mask, repetition penalty, temperature, top-k/top-p; greedy and beams: the softmax
+  // of the masked, penalized logits) ...
+  std::vector<float> logprobs;
+  // ... and under the raw model: log_softmax of the model's logits at that step, which equals a
+  // teacher-forced forward over prompt + ids (float32: within 1e-4).
+  std::vector<float> raw_logprobs;
+  // keep_coord_logits: float32 [number of coord ids in `ids`, 1000], the raw model logits of the
+  // 1000 coord ids at the steps that chose a coord id, in order. Undefined otherwise.
+  torch::Tensor coord_logits_K;
+  // Beams: the returned beam's score (sum of logprobs / len^length_penalty); otherwise the sum of logprobs.
+  double score = 0.0;
 };
 
 struct GenerationStats {
@@ -61,7 +100,9 @@ struct GenerationStats {
   int64_t prefill_tokens = 0;    // real (unpadded) prompt tokens, image pads included
   int64_t decode_steps = 0;      // forwards after the prefills (one token per unfinished row each)
   int64_t generated_tokens = 0;  // all new tokens (each prefill yields the first token of its rows)
-  int64_t decode_tokens = 0;     // new tokens yielded by decode steps
+  int64_t decode_tokens = 0;     // new tokens yielded by decode steps (beams: every beam's token)
+  int64_t decode_row_steps = 0;  // sum over decode forwards of the sequences they computed (finished
+                                 // rows leave the batch, so this is < rows * decode_steps when rows end early)
   double vision_seconds = 0.0;   // encode_images
   double prefill_seconds = 0.0;  // prefill forwards + first-token choice
   double decode_seconds = 0.0;   // decode forwards + token choice
@@ -75,11 +116,13 @@ struct GenerationResult {
 };
 
 // Generates for every row of `request`. Padding is exact: a row's tokens are those it gets when
-// generated alone, up to float rounding of batched matmuls (greedy ties within ~1e-6 could flip).
+// generated alone, up to float rounding of batched matmuls (greedy ties within ~1e-6 could flip);
+// the same holds when other rows finish earlier and leave the batch.
 // kSample draws one uniform per new token from the row's own SplitMix64 stream, so fixed seeds
 // reproduce the same ids, and a row's ids do not depend on the other rows or on batch_size (with
 // the same rounding caveat). Throws DataError for an empty prompt, pad runs that do not match
-// image_grid_thw, or ids outside the vocabulary.
+// image_grid_thw, or ids outside the vocabulary; InternalError (COORDEXP_CHECK) when a
+// constraint forbids every id or num_beams > 1 is asked with kSample.
 GenerationResult generate(model::Qwen3VL& model, const GenerationRequest& request, const GenerationOptions& options);
 
 }  // namespace coordexp::rollout

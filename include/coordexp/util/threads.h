@@ -15,4 +15,21 @@ int default_compute_threads();
 // call it at start-up. Returns n.
 int set_compute_threads(int n);
 
+// While alive: LibTorch intra-op threads = n and, when the BLAS is BLIS, BLIS's thread count = n
+// at run time (bli_thread_set_num_threads, looked up with dlsym so no BLAS is linked); both are
+// restored on destruction. n <= 0 changes nothing. Used around latency-bound work whose small ops
+// lose more to waking/waiting for worker threads than they gain (KV-cache decode steps: on a
+// loaded machine every op waits for a descheduled worker).
+class ScopedComputeThreads {
+ public:
+  explicit ScopedComputeThreads(int n);
+  ~ScopedComputeThreads();
+  ScopedComputeThreads(const ScopedComputeThreads&) = delete;
+  ScopedComputeThreads& operator=(const ScopedComputeThreads&) = delete;
+
+ private:
+  int saved_torch_ = 0;
+  long saved_blis_ = -1;  // -1: BLIS not present or not changed
+};
+
 }  // namespace coordexp::util
