@@ -45,9 +45,14 @@ const CommandFactory kCommands[] = {
 // torchrun starts on this node) unless OMP_NUM_THREADS says otherwise.
 // Every hardware thread for this process's share of the node (LibTorch + BLAS), unless the user
 // chose with OMP_NUM_THREADS (which both LibTorch and BLIS honour).
-void configure_threads() {
+// Generation-only commands (generate, infer) use one thread: KV-cache decode is a stream of tiny
+// ops, and Debian's BLIS (OpenMP) fixes its thread count at its first call, so extra threads cannot
+// be turned off for decode alone; with 2 threads on a loaded machine decode ran 10-80x slower than
+// with 1 (docs/performance.md). OMP_NUM_THREADS / BLIS_NUM_THREADS still choose.
+void configure_threads(const std::string& subcommand) {
   if (std::getenv("OMP_NUM_THREADS")) return;
-  util::set_compute_threads(util::default_compute_threads());
+  const bool generation_only = subcommand == "generate" || subcommand == "infer";
+  util::set_compute_threads(generation_only ? 1 : util::default_compute_threads());
 }
 
 }  // namespace
@@ -74,7 +79,8 @@ int run_cli(int argc, const char* const* argv) {
   }
   try {
     util::init_logging({flags.log_level, util::rank_from_env(), ""});
-    configure_threads();
+    for (auto& r : regs)
+      if (r.sub && r.sub->parsed()) configure_threads(r.sub->get_name());
     for (auto& r : regs)
       if (r.sub && r.sub->parsed()) return r.run();
     std::cerr << "error: no subcommand given (see --help)\n";

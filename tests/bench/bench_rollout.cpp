@@ -74,8 +74,8 @@ class StopAfter : public cr::RowConstraint {
   explicit StopAfter(int64_t length) : length_(length) {}
   void allowed(std::vector<uint8_t>& a) const override {
     const bool stop_now = steps_ + 1 >= length_;
-    std::fill(a.begin(), a.end(), uint8_t{stop_now ? 0 : 1});
-    a[kStopId] = stop_now ? 1 : 0;
+    std::fill(a.begin(), a.end(), static_cast<uint8_t>(stop_now ? 0 : 1));
+    a[kStopId] = static_cast<uint8_t>(stop_now ? 1 : 0);
   }
   void advance(int64_t) override { ++steps_; }
 

@@ -50,9 +50,10 @@ struct GenerationOptions {
   // chosen id is a coord token (GeneratedRow::coord_logits_K), for expectation readout.
   bool keep_coord_logits = false;
   int64_t first_coord_id = -1;
-  // Compute threads (LibTorch + BLIS) during the decode steps, restored afterwards; 0 = keep the
-  // process's setting. Decode ops are tiny and latency-bound: with 2 threads on a loaded machine each
-  // op waits for a descheduled worker (15-380x slower, docs/performance.md), so 1 is the default.
+  // Compute threads during the decode steps, restored afterwards (util::ScopedComputeThreads); 0 =
+  // keep the process's setting. Covers LibTorch's intra-op pool, and BLIS only where it exports its
+  // run-time thread API (Debian's OpenMP BLIS does not: its count is fixed at its first call, which
+  // is why `generate` / `infer` start with one thread, see docs/performance.md).
   int decode_threads = 1;
 
   // From a validated config section; stop_tokens are looked up in `tok` (ConfigError naming
