@@ -117,10 +117,11 @@ TEST(MakeDemoData, BoxesAreInsideAndTight) {
       EXPECT_TRUE(row_has(y1, x1, x2) && row_has(y2 - 1, x1, x2) && col_has(x1, y1, y2) && col_has(x2 - 1, y1, y2))
           << desc << " box does not touch its shape on every side";
       if (colour_uses[desc.substr(0, desc.find(' '))] == 1) {
-        if (y1 > 0) EXPECT_FALSE(row_has(y1 - 1, x1 - 1, x2 + 1)) << desc << " extends above its box";
-        if (y2 < img.rows) EXPECT_FALSE(row_has(y2, x1 - 1, x2 + 1)) << desc << " extends below its box";
-        if (x1 > 0) EXPECT_FALSE(col_has(x1 - 1, y1 - 1, y2 + 1)) << desc << " extends left of its box";
-        if (x2 < img.cols) EXPECT_FALSE(col_has(x2, y1 - 1, y2 + 1)) << desc << " extends right of its box";
+        // Rows/columns just outside the box (nothing to check past the image border).
+        EXPECT_FALSE(y1 > 0 && row_has(y1 - 1, x1 - 1, x2 + 1)) << desc << " extends above its box";
+        EXPECT_FALSE(y2 < img.rows && row_has(y2, x1 - 1, x2 + 1)) << desc << " extends below its box";
+        EXPECT_FALSE(x1 > 0 && col_has(x1 - 1, y1 - 1, y2 + 1)) << desc << " extends left of its box";
+        EXPECT_FALSE(x2 < img.cols && col_has(x2, y1 - 1, y2 + 1)) << desc << " extends right of its box";
       }
       for (size_t j = i + 1; j < objs.size(); ++j) {
         const auto b = objs[j]["bbox_2d"].get<std::vector<int>>();
