@@ -1,21 +1,13 @@
-// Channel-B sampler (b_sampler.h): per-epoch SplitMix64 Fisher-Yates permutations, rank-strided picks.
+// Channel-B sampler (b_sampler.h): per-epoch Fisher-Yates permutations drawn with rollout::RowRng
+// (SplitMix64, platform-independent), rank-strided picks.
 #include "coordexp/train/b_sampler.h"
 
 #include <numeric>
 
+#include "coordexp/rollout/sampling.h"
 #include "coordexp/util/error.h"
 
 namespace coordexp::train {
-namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 BSampler::BSampler(int64_t dataset_size, uint64_t seed, int rank, int world_size, int64_t position)
     : size_(dataset_size), seed_(seed), rank_(rank), world_(world_size), position_(position) {
@@ -29,9 +21,9 @@ const std::vector<int64_t>& BSampler::permutation(int64_t epoch) {
   cached_perm_.resize(static_cast<size_t>(size_));
   std::iota(cached_perm_.begin(), cached_perm_.end(), int64_t{0});
   // A distinct stream per epoch; the constant keeps B's order unrelated to the loader's shuffle.
-  uint64_t state = seed_ ^ (0xB5AD4ECEDA1CE2A9ULL + static_cast<uint64_t>(epoch) * 0x9E3779B97F4A7C15ULL);
+  rollout::RowRng rng(seed_ ^ (0xB5AD4ECEDA1CE2A9ULL + static_cast<uint64_t>(epoch) * 0x9E3779B97F4A7C15ULL));
   for (int64_t i = size_ - 1; i > 0; --i) {
-    const auto j = static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(i + 1));
+    const auto j = static_cast<int64_t>(rng.next_u64() % static_cast<uint64_t>(i + 1));
     std::swap(cached_perm_[static_cast<size_t>(i)], cached_perm_[static_cast<size_t>(j)]);
   }
   cached_epoch_ = epoch;
