@@ -31,43 +31,7 @@ config::LossOptions geo_loss() {
   return l;
 }
 
-struct Setup {
-  std::shared_ptr<tokenizer::Tokenizer> tok;
-  std::shared_ptr<const data::DetectionDataset> dataset;
-  coord::CoordIdRange ids;
-
-  Setup() {
-    const Assets& a = Assets::get();
-    tok = tokenizer::Tokenizer::from_dir(a.model_dir);
-    ids.first_id = tok->coord_vocab().first_id;
-    config::PreprocessOptions pre;
-    pre.min_pixels = pre.max_pixels = 4096;
-    auto preprocessor = std::make_shared<const model::ImagePreprocessor>(
-        model::ImagePreprocessor::from_model_dir(a.model_dir, pre));
-    config::DataOptions d;
-    d.num_workers = 0;
-    dataset = std::make_shared<const data::DetectionDataset>(std::vector<std::string>{a.train_jsonl},
-                                                             data::DatasetOptions::from_config(d, {}), tok, preprocessor);
-  }
-
-  // Samples [first, first + n) as one micro-batch (right-padded when lengths differ).
-  PreparedBatch batch(int64_t first, int64_t n, const config::LossOptions& loss) const {
-    std::vector<data::Sample> samples;
-    for (int64_t i = first; i < first + n; ++i) samples.push_back(dataset->get(i, 0));
-    return prepare_batch(data::collate(std::move(samples), dataset->pad_id()), loss);
-  }
-
-  model::Qwen3VL model(torch::ScalarType dtype = torch::kFloat) const {
-    model::ModelRuntime rt;
-    rt.param_dtype = dtype;
-    return model::Qwen3VL::load(Assets::get().model_dir, rt);
-  }
-};
-
-const Setup& setup() {
-  static const Setup s;
-  return s;
-}
+const testing::TinySetup& setup() { return testing::tiny_setup(); }
 
 ChannelASettings settings(int n, const std::string& mode = "st", const std::string& grad = "unroll",
                           const std::string& init = "ctx") {

@@ -24,31 +24,7 @@ namespace {
 
 using testing::Assets;
 
-struct BSetup {
-  std::shared_ptr<tokenizer::Tokenizer> tok;
-  std::shared_ptr<const data::DetectionDataset> dataset;
-  coord::CoordIdRange ids;
-
-  BSetup() {
-    const Assets& a = Assets::get();
-    tok = tokenizer::Tokenizer::from_dir(a.model_dir);
-    ids.first_id = tok->coord_vocab().first_id;
-    config::PreprocessOptions pre;
-    pre.min_pixels = pre.max_pixels = 4096;
-    auto preprocessor = std::make_shared<const model::ImagePreprocessor>(
-        model::ImagePreprocessor::from_model_dir(a.model_dir, pre));
-    config::DataOptions d;
-    d.num_workers = 0;
-    dataset = std::make_shared<const data::DetectionDataset>(std::vector<std::string>{a.train_jsonl},
-                                                             data::DatasetOptions::from_config(d, {}), tok, preprocessor);
-  }
-  model::Qwen3VL model() const { return model::Qwen3VL::load(Assets::get().model_dir, model::ModelRuntime{}); }
-};
-
-const BSetup& setup() {
-  static const BSetup s;
-  return s;
-}
+const testing::TinySetup& setup() { return testing::tiny_setup(); }
 
 ChannelBSettings b_settings(int max_new_tokens = 24) {
   config::RunConfig c = testing::base_config("/tmp/unused");
@@ -102,7 +78,7 @@ TEST(ChannelB, RealRolloutMicroBatchRunsEndToEndWithFiniteGradients) {
 }
 
 TEST(ChannelB, TargetsInsideFpSpansDoNotReachTheLossOrTheGradients) {
-  const BSetup& su = setup();
+  const testing::TinySetup& su = setup();
   const ChannelBSettings s = b_settings();
   // Sample 0's GT, and a rollout with a far-away "sofa" (FP) before a copy of the first GT object
   // (matched), so the FP span sits between supervised tokens.
@@ -198,7 +174,7 @@ TEST(ChannelB, TrainerAlternatesAAndBAndResumesBitExactly) {
 
 TEST(ChannelB, InspectBPrintsTheTargetAsJson) {
   const Assets& a = Assets::get();
-  const BSetup& su = setup();
+  const testing::TinySetup& su = setup();
   const std::vector<BGtObject> gt = b_gt_objects(su.dataset->record(0), data::ObjectOrder::kSorted);
   ASSERT_FALSE(gt.empty());
   // The rollout: the first GT object exactly, then an FP far away.

@@ -18,7 +18,11 @@
 #include <nlohmann/json.hpp>
 
 #include "coordexp/config/run_config.h"
+#include "coordexp/data/dataset.h"
 #include "coordexp/data/synthetic.h"
+#include "coordexp/model/qwen3vl.h"
+#include "coordexp/tokenizer/tokenizer.h"
+#include "coordexp/train/stage1_step.h"
 
 namespace coordexp::train::testing {
 namespace fs = std::filesystem;
@@ -141,6 +145,46 @@ inline std::string base_yaml(const std::string& output_dir, int64_t max_steps, i
          "optim: {lr: 1.0e-3, warmup_steps: 1}\n" +
          "checkpoint: {every: " + std::to_string(checkpoint_every) + ", keep_last: 0}\n" +
          "log: {progress: plain}\n";
+}
+
+// The tiny model's tokenizer, the synthetic training set as a dataset (64x64 images, no workers) and
+// helpers to batch it and load the model: what the Channel-A / Channel-B tests share.
+struct TinySetup {
+  std::shared_ptr<tokenizer::Tokenizer> tok;
+  std::shared_ptr<const data::DetectionDataset> dataset;
+  coord::CoordIdRange ids;
+
+  TinySetup() {
+    const Assets& a = Assets::get();
+    tok = tokenizer::Tokenizer::from_dir(a.model_dir);
+    ids.first_id = tok->coord_vocab().first_id;
+    config::PreprocessOptions pre;
+    pre.min_pixels = pre.max_pixels = 4096;
+    auto preprocessor = std::make_shared<const model::ImagePreprocessor>(
+        model::ImagePreprocessor::from_model_dir(a.model_dir, pre));
+    config::DataOptions d;
+    d.num_workers = 0;
+    dataset = std::make_shared<const data::DetectionDataset>(std::vector<std::string>{a.train_jsonl},
+                                                             data::DatasetOptions::from_config(d, {}), tok, preprocessor);
+  }
+
+  // Samples [first, first + n) as one micro-batch (right-padded when lengths differ).
+  PreparedBatch batch(int64_t first, int64_t n, const config::LossOptions& loss) const {
+    std::vector<data::Sample> samples;
+    for (int64_t i = first; i < first + n; ++i) samples.push_back(dataset->get(i, 0));
+    return prepare_batch(data::collate(std::move(samples), dataset->pad_id()), loss);
+  }
+
+  model::Qwen3VL model(torch::ScalarType dtype = torch::kFloat) const {
+    model::ModelRuntime rt;
+    rt.param_dtype = dtype;
+    return model::Qwen3VL::load(Assets::get().model_dir, rt);
+  }
+};
+
+inline const TinySetup& tiny_setup() {
+  static const TinySetup s;
+  return s;
 }
 
 }  // namespace coordexp::train::testing
