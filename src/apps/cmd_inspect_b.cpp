@@ -189,7 +189,7 @@ int run_inspect(const InspectArgs& a, const GlobalFlags& flags) {
     std::cout << "  entry " << e << (en.valid() ? " valid" : std::string(" dropped: ") + protocol::drop_reason_name(en.reason))
               << (en.detail.empty() ? "" : " (" + en.detail + ")") << " \"" << en.object.desc << "\"\n";
   }
-  std::cout << "matching (gates: min_iou " << t.gates.min_iou << ", max_l1 " << t.gates.max_l1
+  std::cout << "matching (gates: min_iou " << t.gates.min_iou.value() << ", max_l1 " << t.gates.max_l1.value()
             << (t.gates.text_gate ? ", text gate" : "") << "):\n";
   for (const auto& m : t.match.matched)
     std::cout << "  pred " << m.pred << " -> gt " << m.gt << "  cost " << m.cost << "  IoU " << m.iou << "  L1 " << m.l1

@@ -183,6 +183,44 @@ constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 constexpr int64_t kI64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kI64Max = std::numeric_limits<int64_t>::max();
 
+// A Ramp: a number (constant) or a mapping {start, end, ramp_steps}; start and end are range-checked.
+Ramp read_ramp(const Site& site, const Field& f, const YAML::Node& node) {
+  if (!node.IsMap()) {
+    const double v = read_double(site, node);
+    check_range(site, f, v, node.Scalar(), false);
+    return Ramp::constant(v);
+  }
+  Ramp r;
+  bool has_start = false, has_end = false;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string k = it->first.Scalar();
+    const Site sub{join_key(site.key, k), site.origin};
+    if (k == "start") {
+      r.start = read_double(sub, it->second);
+      check_range(sub, f, r.start, it->second.Scalar(), false);
+      has_start = true;
+    } else if (k == "end") {
+      r.end = read_double(sub, it->second);
+      check_range(sub, f, r.end, it->second.Scalar(), false);
+      has_end = true;
+    } else if (k == "ramp_steps") {
+      r.ramp_steps = read_int64(sub, it->second, 0, kI64Max);
+    } else {
+      throw ConfigError("unknown key `" + sub.key + "`", site.origin,
+                        "a schedule has start, end and ramp_steps (or write a single number)");
+    }
+  }
+  if (!has_start)
+    throw ConfigError("`" + site.key + "` schedule has no start", site.origin,
+                      "write {start: A, end: B, ramp_steps: N} or a single number");
+  if (!has_end) r.end = r.start;
+  if (r.start != r.end && r.ramp_steps <= 0)
+    throw ConfigError("`" + site.key + "` moves from " + format_number(r.start) + " to " + format_number(r.end) +
+                          " but ramp_steps is " + std::to_string(r.ramp_steps),
+                      site.origin, "set ramp_steps to the optimizer steps the ramp takes (> 0)");
+  return r;
+}
+
 // Reads `node` into the member behind `ref`, checking type, range and choices.
 void read_into(const Site& site, const Field& f, const YAML::Node& node, FieldRef ref) {
   std::visit(
@@ -228,6 +266,7 @@ void read_into(const Site& site, const Field& f, const YAML::Node& node, FieldRe
             }
             *v = std::move(out);
           },
+          [&](Ramp* v) { *v = read_ramp(site, f, node); },
       },
       ref);
 }
@@ -254,6 +293,10 @@ void check_constraints(const Site& site, const Field& f, FieldRef ref) {
                  },
                  [&](std::vector<double>* v) {
                    for (double x : *v) check_range(site, f, x, format_number(x), false);
+                 },
+                 [&](Ramp* v) {
+                   check_range(site, f, v->start, format_number(v->start), false);
+                   check_range(site, f, v->end, format_number(v->end), false);
                  },
              },
              ref);
@@ -463,6 +506,15 @@ void YamlDumper::on_field(const Field& f, FieldRef ref) {
                    for (double x : *v) out_ << format_double(x);
                    out_ << YAML::EndSeq;
                  },
+                 [&](Ramp* v) {
+                   if (v->is_constant()) {
+                     out_ << format_double(v->start);
+                   } else {
+                     out_ << YAML::Flow << YAML::BeginMap << YAML::Key << "start" << YAML::Value << format_double(v->start)
+                          << YAML::Key << "end" << YAML::Value << format_double(v->end) << YAML::Key << "ramp_steps"
+                          << YAML::Value << v->ramp_steps << YAML::EndMap;
+                   }
+                 },
              },
              ref);
   comment_source(key_of(f.name()));
@@ -514,6 +566,7 @@ std::string type_name(const FieldRef& ref) {
                         [](std::vector<std::string>*) { return "list of string"; },
                         [](std::vector<int64_t>*) { return "list of int"; },
                         [](std::vector<double>*) { return "list of float"; },
+                        [](Ramp*) { return "float or {start, end, ramp_steps}"; },
                     },
                     ref);
 }
@@ -552,6 +605,11 @@ std::string format_value(const FieldRef& ref) {
           [&](std::vector<std::string>* v) { return list(*v, str); },
           [&](std::vector<int64_t>* v) { return list(*v, [](int64_t x) { return std::to_string(x); }); },
           [&](std::vector<double>* v) { return list(*v, format_double); },
+          [&](Ramp* v) {
+            return v->is_constant() ? format_double(v->start)
+                                    : "{start: " + format_double(v->start) + ", end: " + format_double(v->end) +
+                                          ", ramp_steps: " + std::to_string(v->ramp_steps) + "}";
+          },
       },
       ref);
 }

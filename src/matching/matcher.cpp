@@ -94,6 +94,8 @@ CostMatrix build_cost_matrix(const std::vector<MatchObject>& preds, const std::v
 MatchResult match_objects(const std::vector<MatchObject>& preds, const std::vector<MatchObject>& gts,
                           const config::MatchingOptions& options) {
   options.validate();
+  COORDEXP_CHECK(options.min_iou.is_constant() && options.max_l1.is_constant(),
+                 "match_objects takes the gates of one step: pass MatchingOptions::at_step(step)");
   const CostMatrix cost_PG = build_cost_matrix(preds, gts, options);
   const Assignment assignment = solve_assignment(cost_PG);
 
@@ -107,7 +109,7 @@ MatchResult match_objects(const std::vector<MatchObject>& preds, const std::vect
     }
     const MatchedPair pair{p, g, iou(preds[p].box, gts[g].box), mean_l1(preds[p].box, gts[g].box),
                            cost_PG.at(p, g)};
-    const bool accepted = pair.iou >= options.min_iou && pair.l1 <= options.max_l1 &&
+    const bool accepted = pair.iou >= options.min_iou.value() && pair.l1 <= options.max_l1.value() &&
                           (!options.text_gate || normalize_desc(preds[p].desc) == normalize_desc(gts[g].desc));
     if (accepted) {
       out.matched.push_back(pair);

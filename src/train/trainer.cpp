@@ -9,15 +9,19 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "coordexp/config/schema.h"
 #include "coordexp/data/dataset.h"
 #include "coordexp/data/loader.h"
+#include "coordexp/eval/evaluate.h"
+#include "coordexp/eval/predict.h"
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/train/adamw.h"
@@ -260,8 +264,8 @@ void add_channel_b_metrics(nlohmann::ordered_json& rec, const ChannelBDiagnostic
   rec["b_time_rollout_s"] = b.rollout_seconds / w;
   rec["b_time_build_s"] = b.build_seconds / w;
   rec["b_time_forward_backward_s"] = b.forward_backward_seconds / w;
-  rec["b_gate_min_iou"] = gates.min_iou;
-  rec["b_gate_max_l1"] = gates.max_l1;
+  rec["b_gate_min_iou"] = gates.min_iou.value();
+  rec["b_gate_max_l1"] = gates.max_l1.value();
 }
 
 }  // namespace
@@ -290,6 +294,7 @@ struct Trainer::Impl {
   std::unique_ptr<CheckpointManager> checkpoints;
   std::unique_ptr<MetricsWriter> metrics;
   std::map<std::string, std::string> flat_config;
+  std::optional<eval::Predictor> detection_predictor;  // eval.detection, rank 0, built at first use
 
   TrainerState state;
   int64_t total_steps = 0;
@@ -304,6 +309,7 @@ struct Trainer::Impl {
   std::string save_checkpoint();
   void write_checkpoint_contents(const std::string& dir);
   void run_validation();
+  void run_detection_eval();
   TrainResult train_loop();
   // The step function of `kind` on one prepared micro-batch.
   coord::LossTerms step_loss_terms(StepKind kind, const PreparedBatch& pb, StepStats& st);
@@ -585,6 +591,84 @@ void Trainer::Impl::run_validation() {
     metrics->write(rec);
     spdlog::info("validation at step {}: loss {:.4f} over {} samples", state.step, loss, st.num_samples);
   }
+  run_detection_eval();
+}
+
+// eval.detection: rank 0 predicts the first eval.max_images val records with the current weights
+// (the `infer` path) and scores them as `coordexp-train eval` does; the other ranks wait at the
+// barrier (their next collective would wait anyway). Writes eval/step-<N>/{predictions.jsonl,
+// metrics.json} for `report` and one metrics.jsonl record with eval_* headline numbers.
+void Trainer::Impl::run_detection_eval() {
+  if (!cfg.eval.detection || cfg.data.val_jsonl.empty()) return;
+  if (is_main()) {
+    const double t0 = now_s();
+    torch::NoGradGuard no_grad;
+    std::vector<eval::InputRecord> inputs;
+    for (const auto& file : cfg.data.val_jsonl) {
+      const int64_t room = cfg.eval.max_images - static_cast<int64_t>(inputs.size());
+      if (cfg.eval.max_images > 0 && room <= 0) break;
+      for (auto& r : eval::read_input_records(file, cfg.eval.max_images > 0 ? room : 0)) {
+        r.index = static_cast<int64_t>(inputs.size());
+        inputs.push_back(std::move(r));
+      }
+    }
+    if (!detection_predictor) {
+      detection_predictor.emplace(cfg, model_source_dir, std::shared_ptr<const tokenizer::Tokenizer>(tok));
+      if (cfg.rollout.constrained) detection_predictor->enable_constraint(model->config().text.vocab_size);
+    }
+    std::vector<nlohmann::ordered_json> lines;
+    const auto batch_size = static_cast<size_t>(detection_predictor->batch_size());
+    for (size_t begin = 0; begin < inputs.size(); begin += batch_size) {
+      std::vector<const eval::InputRecord*> batch;
+      for (size_t i = begin; i < std::min(inputs.size(), begin + batch_size); ++i) batch.push_back(&inputs[i]);
+      for (auto& l : detection_predictor->predict(*model, batch)) lines.push_back(std::move(l));
+    }
+    // GT: the contract records of the predicted lines only (the rest of the val set is not scored).
+    const data::JsonlOptions jsonl = data::JsonlOptions::from_config(cfg.data, cfg.protocol);
+    std::set<std::string> keys;
+    for (const auto& in : inputs) keys.insert(in.key);
+    std::vector<data::Record> gt_records;
+    std::vector<std::string> gt_raw;
+    for (const auto& file : cfg.data.val_jsonl) {
+      eval::GroundTruth part = eval::read_ground_truth(file, jsonl);
+      for (size_t i = 0; i < part.records.size(); ++i)
+        if (keys.count(part.raw_images[i])) {
+          gt_records.push_back(std::move(part.records[i]));
+          gt_raw.push_back(part.raw_images[i]);
+        }
+    }
+    eval::GroundTruth gt = eval::GroundTruth::from_records(std::move(gt_records), jsonl.convention);
+    gt.raw_images = std::move(gt_raw);
+    gt.file = cfg.data.val_jsonl.front();
+
+    char step_name[32];
+    std::snprintf(step_name, sizeof(step_name), "step-%06lld", static_cast<long long>(state.step));
+    const fs::path dir = fs::path(cfg.train.output_dir) / "eval" / step_name;
+    fs::create_directories(dir);
+    const std::string pred_path = (dir / "predictions.jsonl").string();
+    std::string text;
+    for (const auto& l : lines) text += l.dump() + "\n";
+    util::write_file_atomic(pred_path, text);
+    const eval::PredictionSet preds = eval::read_predictions(pred_path);
+    const eval::EvalResult result = eval::evaluate(gt, preds);
+    util::write_file_atomic((dir / "metrics.json").string(), eval::to_json(result).dump(2) + "\n");
+
+    nlohmann::ordered_json rec;
+    rec["step"] = state.step;
+    std::map<std::string, double> headline;
+    for (const auto& [name, value] : eval::headline_metrics(result)) {
+      rec["eval_" + name] = value;
+      headline[name] = value;
+    }
+    rec["eval_images"] = static_cast<int64_t>(inputs.size());
+    rec["eval_time_s"] = now_s() - t0;
+    metrics->write(rec);
+    spdlog::info("detection eval at step {}: AP50 {:.3f}, AP {:.3f}, F1@0.5 {:.3f}, parse rate {:.3f} over {} val "
+                 "image(s) ({:.1f} s; {})",
+                 state.step, headline["AP50"], headline["AP"], headline["f1_50"], headline["parse_rate"],
+                 inputs.size(), now_s() - t0, dir.string());
+  }
+  reducer->barrier();
 }
 
 TrainResult Trainer::Impl::train_loop() {

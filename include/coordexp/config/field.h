@@ -9,17 +9,44 @@
 //
 // Adding a config key = adding the member (with its default and a comment) + one v.field line.
 // Supported member types: bool, int, int64_t, double, std::string, std::vector<std::string>,
-// std::vector<int64_t>, std::vector<double>. A nested struct is visited with
+// std::vector<int64_t>, std::vector<double>, Ramp (a number, or a linear schedule
+// {start, end, ramp_steps} in optimizer steps). A nested struct is visited with
 // v.section("name", "doc", o.sub) and needs its own visit_fields. The config layer (src/config)
 // implements visitors that read YAML, dump YAML, generate docs/config.md and report errors.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace coordexp::config {
+
+// A value that may move linearly over training: YAML `0.5` (constant) or `{start: 0.5, end: 0.3,
+// ramp_steps: 2000}` (start at optimizer step 0, end from ramp_steps on; `end` defaults to start;
+// a ramp with end != start needs ramp_steps > 0). A function of the step only, so it is the same
+// after a resume.
+struct Ramp {
+  double start = 0.0;
+  double end = 0.0;
+  int64_t ramp_steps = 0;
+
+  Ramp() = default;
+  Ramp(double v) : start(v), end(v) {}  // NOLINT: a number is a constant ramp (o.min_iou = 0.5)
+  Ramp(double s, double e, int64_t steps) : start(s), end(e), ramp_steps(steps) {}
+  static Ramp constant(double v) { return Ramp(v); }
+  bool is_constant() const { return start == end; }
+  // The value of a constant ramp (start when it still moves: callers resolve at(step) first).
+  double value() const { return start; }
+  double at(int64_t step) const {
+    if (is_constant() || ramp_steps <= 0) return start;
+    if (step >= ramp_steps) return end;
+    const double t = static_cast<double>(std::max<int64_t>(step, 0)) / static_cast<double>(ramp_steps);
+    return start + (end - start) * t;
+  }
+};
 
 class Field {
  public:

@@ -70,20 +70,19 @@ void visit_fields(V& v, RunConfig& c) {
   v.section("coord", "CoordExp decoding of coordinates from the coord-token logits.", c.coord);
   v.section("loss", "The Unified Loss Registry: token CE weights by type, coord distribution "
                     "losses and box geometry losses.", c.loss);
-  v.section("stage2", "Stage-2 mixture schedule (Channel-A / Channel-B step routing). Fields "
-                      "arrive with the roadmap step that implements the Stage-2 trainer.", c.stage2);
-  v.section("channel_a", "Channel-A soft self-context. Fields arrive with the roadmap step that "
-                         "implements Channel-A.", c.channel_a);
-  v.section("channel_b", "Channel-B rollout, Hungarian matching and FN injection. Matching and "
-                         "gating keys are under channel_b.matching; the other fields arrive with the "
-                         "roadmap steps that implement them.", c.channel_b);
+  v.section("stage2", "Stage-2 mixture schedule: which optimizer steps are Channel-A and which are "
+                      "Channel-B (the step router, docs/training.md).", c.stage2);
+  v.section("channel_a", "Channel-A soft self-context: N full forwards with coord-slot embeddings "
+                         "replaced by the model's own coord belief.", c.channel_a);
+  v.section("channel_b", "Channel-B: rollout, strict parse, Hungarian matching with gates (channel_b.matching), "
+                         "FN injection and the one teacher-forced forward.", c.channel_b);
   v.section("rollout", "Autoregressive generation: greedy or temperature / top-k / top-p sampling, "
                        "stop tokens, batch size, repetition penalty, beam search, constrained decoding (`generate`, "
                        "`infer`, Channel-B rollouts).", c.rollout);
   v.section("infer", "`coordexp-train infer`: how predicted coordinates are read out of the generated "
                      "coord tokens, and progress reporting (generation itself is `rollout`).", c.infer);
-  v.section("eval", "Evaluation (COCO-style mAP, F1, diagnostics). Fields arrive with the roadmap "
-                    "step that implements evaluation.", c.eval);
+  v.section("eval", "Train-time detection evaluation (infer + COCO-style eval on data.val_jsonl at "
+                    "each validation pass); `coordexp-train eval` scores prediction files.", c.eval);
 }
 
 // The Markdown committed as docs/config.md (`coordexp-train config-docs` prints it).

@@ -21,7 +21,7 @@ namespace coordexp::config {
 
 // A pointer to one option member of a supported type (see field.h).
 using FieldRef = std::variant<bool*, int*, int64_t*, double*, std::string*,
-                              std::vector<std::string>*, std::vector<int64_t>*, std::vector<double>*>;
+                              std::vector<std::string>*, std::vector<int64_t>*, std::vector<double>*, Ramp*>;
 
 namespace detail {
 template <class S, class = void>

@@ -4,7 +4,8 @@
 // inside the image and scores in (0, 1]; a resumed run after an interruption (lines removed, a
 // half-written last line) predicts only the missing records and ends with the same lines; a 2-rank
 // run (torchrun variables, a free MASTER_PORT) merges to the same lines as 1 rank; expectation
-// readout runs; rollout.constrained gives complete CoordJSON; bad arguments exit 2.
+// readout runs; rollout.constrained gives complete CoordJSON; records with error lines make the exit
+// status 3; bad arguments exit 2.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -218,7 +219,7 @@ TEST(InferCli, PredictsResumesAndShards) {
   const std::string cfg = write_config("infer", "");
   const std::string out = dir + "/pred.jsonl";
   const auto r = infer(cfg, out);
-  ASSERT_EQ(r.code, 0) << r.output;
+  ASSERT_EQ(r.code, 3) << "2 records got error lines: exit 3\n" << r.output;
   const auto full = check_output(out);
   EXPECT_NE(r.output.find("2 error(s)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("images/s"), std::string::npos) << r.output;
@@ -231,7 +232,7 @@ TEST(InferCli, PredictsResumesAndShards) {
     o << lines[lines.size() - 4].substr(0, 20);
   }
   const auto resumed = infer(cfg, out);
-  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  ASSERT_EQ(resumed.code, 0) << "the 4 re-predicted records are fine\n" << resumed.output;
   EXPECT_NE(resumed.output.find(std::to_string(input().num_records - 4) + " already in"), std::string::npos)
       << resumed.output;
   EXPECT_NE(resumed.output.find("4 to predict"), std::string::npos) << resumed.output;
@@ -246,7 +247,7 @@ TEST(InferCli, PredictsResumesAndShards) {
   const auto codes = run_ranks(2, {"infer", "--config", cfg, "--data", input().path, "--out", sharded}, dir + "/infer2", 300);
   std::string logs;
   for (int k = 0; k < 2; ++k) logs += coordexp::util::read_file(dir + "/infer2.rank" + std::to_string(k) + ".log");
-  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << logs;
+  ASSERT_EQ(codes, (std::vector<int>{3, 3})) << "each rank holds one broken record\n" << logs;
   expect_same_predictions(check_output(sharded), full);
   EXPECT_FALSE(ct::fs::exists(sharded + ".rank0"));
   EXPECT_FALSE(ct::fs::exists(sharded + ".rank1"));
@@ -257,7 +258,7 @@ TEST(InferCli, ExpectationReadoutAndBadArguments) {
   ct::fs::create_directories(dir);
   const std::string cfg = write_config("infer_exp", "infer:\n  coord_readout: expectation\n");
   const auto r = infer(cfg, dir + "/pred.jsonl");
-  ASSERT_EQ(r.code, 0) << r.output;
+  ASSERT_EQ(r.code, 3) << r.output;
   check_output(dir + "/pred.jsonl");
 
   const std::string base = write_config("infer_bad", "");
@@ -268,7 +269,7 @@ TEST(InferCli, ExpectationReadoutAndBadArguments) {
   }
   // Constrained decoding: every prediction the random model writes is complete CoordJSON.
   const auto constrained = infer(base, dir + "/constrained.jsonl", " --set rollout.constrained=true");
-  ASSERT_EQ(constrained.code, 0) << constrained.output;
+  ASSERT_EQ(constrained.code, 3) << constrained.output;
   std::ifstream cin(dir + "/constrained.jsonl");
   std::string line;
   int64_t n = 0;

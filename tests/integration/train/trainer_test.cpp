@@ -1,7 +1,8 @@
 // Stage-1 trainer on a tiny random Qwen3-VL (make-tiny + expand-vocab, real Qwen3 tokenizer) and
 // synthetic shape images, in process: overfitting a fixed batch, gradient accumulation == one bigger
 // batch, bit-exact resume from a checkpoint, a checkpoint reloading with Qwen3VL::load to identical
-// logits (and frozen groups staying put), the NaN/Inf guard, and on_invalid error/skip.
+// logits (and frozen groups staying put), the NaN/Inf guard, on_invalid error/skip, and train-time
+// detection evaluation (eval.detection) against infer + eval of the saved checkpoint.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -233,6 +234,78 @@ TEST(Trainer, OnInvalidErrorNamesTheRecordAndSkipCountsIt) {
   ASSERT_FALSE(recs.empty());
   EXPECT_EQ(recs.back()["data_invalid_missing_image"].get<int64_t>(), 1);
   EXPECT_EQ(recs.back()["data_skipped_image_unreadable"].get<int64_t>(), 1);
+}
+
+// eval.detection: at every validation pass rank 0 predicts the first eval.max_images val records and
+// scores them. Checked against the offline path on the same weights: `infer` with the final
+// checkpoint writes the same prediction lines, and `eval` on them gives the logged eval_* numbers.
+TEST(Trainer, DetectionEvalAtValidationMatchesInferAndEvalOfTheCheckpoint) {
+  const Assets& a = Assets::get();
+  const std::string dir = fresh_dir("detection_eval");
+  auto c = base_config(dir);
+  c.data.val_jsonl = {a.val_jsonl};
+  c.train.max_steps = 4;
+  c.train.eval_every = 2;
+  c.train.val_max_batches = 1;
+  c.eval.detection = true;
+  c.eval.max_images = 2;
+  c.rollout.max_new_tokens = 24;
+  c.rollout.batch_size = 2;
+  Trainer t(c);
+  const TrainResult r = t.run();
+  ASSERT_EQ(r.steps_done, 4);
+
+  const auto evals = metrics_with(dir, "eval_AP50");
+  ASSERT_EQ(evals.size(), 2u);
+  EXPECT_EQ(evals[0]["step"], 2);
+  EXPECT_EQ(evals[1]["step"], 4);
+  for (const char* key : {"eval_AP", "eval_AP50", "eval_AR100", "eval_f1_50", "eval_precision_50", "eval_recall_50",
+                          "eval_parse_rate", "eval_duplicate_rate", "eval_images", "eval_time_s"})
+    EXPECT_TRUE(evals[1].contains(key)) << key;
+  EXPECT_EQ(evals[1]["eval_images"], 2);
+  const fs::path step_dir = fs::path(dir) / "eval" / "step-000004";
+  ASSERT_TRUE(fs::exists(step_dir / "metrics.json"));
+  std::vector<std::string> trained;
+  {
+    std::ifstream in(step_dir / "predictions.jsonl");
+    for (std::string line; std::getline(in, line);) trained.push_back(line);
+  }
+  ASSERT_EQ(trained.size(), 2u);
+
+  // The offline path on the final checkpoint, on the same two val records.
+  const std::string val2 = (fs::path(a.val_jsonl).parent_path() / "val_first2.jsonl").string();
+  {
+    std::ifstream in(a.val_jsonl);
+    std::ofstream out(val2);
+    std::string line;
+    for (int i = 0; i < 2 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  const std::string cfg = dir + "_infer.yaml";
+  std::ofstream(cfg) << "model: {device: cpu}\npreprocess: {min_pixels: 4096, max_pixels: 4096}\n"
+                     << "rollout: {max_new_tokens: 24, batch_size: 2}\n";
+  const std::string pred = dir + "_pred.jsonl";
+  const auto inferred = run_binary("infer --model " + r.last_checkpoint + " --data " + val2 + " --out " + pred +
+                                       " --config " + cfg, "OMP_NUM_THREADS=1");
+  ASSERT_EQ(inferred.code, 0) << inferred.output;
+  std::vector<std::string> offline;
+  {
+    std::ifstream in(pred);
+    for (std::string line; std::getline(in, line);) offline.push_back(line);
+  }
+  ASSERT_EQ(offline.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    auto x = nlohmann::json::parse(trained[i]), y = nlohmann::json::parse(offline[i]);
+    for (auto* j : {&x, &y})
+      for (auto& o : (*j)["objects"]) o.erase("score");  // float rounding of another batch composition
+    EXPECT_EQ(x, y) << "record " << i;
+  }
+  const auto scored = run_binary("eval --gt " + val2 + " --pred " + pred + " --out " + dir + "_metrics.json");
+  ASSERT_TRUE(scored.code == 0 || scored.code == 3) << scored.output;
+  std::ifstream min(dir + "_metrics.json");
+  const auto m = nlohmann::json::parse(min);
+  EXPECT_DOUBLE_EQ(evals[1]["eval_AP50"].get<double>(), m["coco"]["AP50"].get<double>());
+  EXPECT_DOUBLE_EQ(evals[1]["eval_AR100"].get<double>(), m["coco"]["AR100"].get<double>());
+  EXPECT_DOUBLE_EQ(evals[1]["eval_parse_rate"].get<double>(), m["parse"]["success_rate"].get<double>());
 }
 
 }  // namespace

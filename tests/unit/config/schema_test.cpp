@@ -39,6 +39,7 @@ struct Alpha {
   std::vector<std::string> names = {"a"};
   std::vector<int64_t> ids = {1, 2};
   std::vector<double> weights = {0.5};
+  coordexp::config::Ramp gate = 0.5;
   Inner inner;
 
   void validate() const {
@@ -58,6 +59,7 @@ void visit_fields(V& v, Alpha& o) {
   v.field(Field("names", "some names"), o.names);
   v.field(Field("ids", "some ids").min(0), o.ids);
   v.field(Field("weights", "some weights").range(0, 1), o.weights);
+  v.field(Field("gate", "a gate or its schedule").range(0, 1), o.gate);
   v.section("inner", "the nested section", o.inner);
 }
 
@@ -247,6 +249,61 @@ TEST_F(SchemaTest, ValidateErrorsGetTheOriginOfTheirKey) {
   r.alpha.mode = "slow";
   e = error_of([&] { coordexp::config::validate_options(r); });
   EXPECT_EQ(e.where(), "alpha.count");
+}
+
+TEST_F(SchemaTest, RampIsANumberOrAStartEndRampStepsMapping) {
+  using coordexp::config::Ramp;
+  EXPECT_EQ(read_with({}).alpha.gate.value(), 0.5);
+  const Root constant = read_with({"alpha.gate=0.25"});
+  EXPECT_TRUE(constant.alpha.gate.is_constant());
+  EXPECT_EQ(constant.alpha.gate.at(0), 0.25);
+  EXPECT_EQ(constant.alpha.gate.at(1000000), 0.25);
+
+  const Root ramp = read_with({"alpha.gate={start: 0.6, end: 0.2, ramp_steps: 40}"});
+  EXPECT_FALSE(ramp.alpha.gate.is_constant());
+  EXPECT_DOUBLE_EQ(ramp.alpha.gate.at(0), 0.6);
+  EXPECT_DOUBLE_EQ(ramp.alpha.gate.at(10), 0.5);   // 0.6 + (0.2 - 0.6) * 10 / 40
+  EXPECT_DOUBLE_EQ(ramp.alpha.gate.at(40), 0.2);
+  EXPECT_DOUBLE_EQ(ramp.alpha.gate.at(41), 0.2);
+  EXPECT_EQ(read_with({"alpha.gate={start: 0.3}"}).alpha.gate.at(99), 0.3) << "end defaults to start";
+
+  // extends:-style deep merge: a child overriding one key of the parent's schedule.
+  const std::string parent = write("parent.yaml", "alpha:\n  gate: {start: 0.5, end: 0.3, ramp_steps: 100}\n");
+  const std::string child = write("child.yaml", "extends: parent.yaml\nalpha:\n  gate:\n    end: 0.1\n");
+  const Root merged = coordexp::config::read_options<Root>(ConfigTree::load_file(child));
+  EXPECT_DOUBLE_EQ(merged.alpha.gate.start, 0.5);
+  EXPECT_DOUBLE_EQ(merged.alpha.gate.end, 0.1);
+  EXPECT_EQ(merged.alpha.gate.ramp_steps, 100);
+
+  // Dump: a constant as a number, a schedule as a flow mapping; both reload to the same values.
+  for (const Root& r : {constant, ramp}) {
+    const std::string text = coordexp::config::dump_yaml(r);
+    const Root back = coordexp::config::read_options<Root>(ConfigTree::load_file(write("ramp_dump.yaml", text)));
+    EXPECT_EQ(back.alpha.gate.start, r.alpha.gate.start);
+    EXPECT_EQ(back.alpha.gate.end, r.alpha.gate.end);
+    EXPECT_EQ(back.alpha.gate.ramp_steps, r.alpha.gate.ramp_steps);
+  }
+  EXPECT_NE(coordexp::config::dump_yaml(constant).find("gate: 0.25"), std::string::npos);
+  EXPECT_NE(coordexp::config::dump_yaml(ramp).find("gate: {start: 0.6, end: 0.2, ramp_steps: 40}"), std::string::npos)
+      << coordexp::config::dump_yaml(ramp);
+
+  struct Case {
+    std::string set, message;
+  };
+  const std::vector<Case> bad = {
+      {"alpha.gate=1.5", "`alpha.gate` = 1.5 is out of range; allowed range is [0, 1]"},
+      {"alpha.gate={start: 0.5, end: 2, ramp_steps: 10}", "`alpha.gate.end` = 2 is out of range; allowed range is [0, 1]"},
+      {"alpha.gate={start: 0.5, end: 0.3}", "`alpha.gate` moves from 0.5 to 0.3 but ramp_steps is 0"},
+      {"alpha.gate={end: 0.3, ramp_steps: 5}", "`alpha.gate` schedule has no start"},
+      {"alpha.gate={start: 0.5, stop: 0.3}", "unknown key `alpha.gate.stop`"},
+      {"alpha.gate={start: 0.5, end: 0.4, ramp_steps: -3}",
+       "`alpha.gate.ramp_steps` = -3 does not fit the integer type; allowed range is [0, 9223372036854775807]"},
+  };
+  for (const auto& c : bad) {
+    const ConfigError e = error_of([&] { read_with({c.set}); });
+    EXPECT_EQ(e.message(), c.message) << c.set;
+    EXPECT_EQ(e.where(), "--set " + c.set) << c.set;
+  }
 }
 
 TEST_F(SchemaTest, DumpThenReloadGivesIdenticalValues) {

@@ -37,8 +37,8 @@ void expect_partition(const MatchResult& r, size_t num_preds, size_t num_gts, co
   for (const auto& m : r.matched) {
     ++pred_seen.at(m.pred);
     ++gt_seen.at(m.gt);
-    EXPECT_GE(m.iou, o.min_iou);
-    EXPECT_LE(m.l1, o.max_l1);
+    EXPECT_GE(m.iou, o.min_iou.value());
+    EXPECT_LE(m.l1, o.max_l1.value());
   }
   for (int p : r.fp) ++pred_seen.at(p);
   for (int g : r.fn) ++gt_seen.at(g);
@@ -47,7 +47,7 @@ void expect_partition(const MatchResult& r, size_t num_preds, size_t num_gts, co
   for (const auto& m : r.rejected) {
     EXPECT_TRUE(std::count(r.fp.begin(), r.fp.end(), m.pred) == 1);
     EXPECT_TRUE(std::count(r.fn.begin(), r.fn.end(), m.gt) == 1);
-    EXPECT_TRUE(m.iou < o.min_iou || m.l1 > o.max_l1 || o.text_gate);
+    EXPECT_TRUE(m.iou < o.min_iou.value() || m.l1 > o.max_l1.value() || o.text_gate);
   }
   auto by_pred = [](const MatchedPair& a, const MatchedPair& b) { return a.pred < b.pred; };
   EXPECT_TRUE(std::is_sorted(r.matched.begin(), r.matched.end(), by_pred));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "coordexp/coord/masks.h"
+#include "coordexp/matching/matcher.h"
 #include "coordexp/train/b_sampler.h"
 #include "coordexp/train/channel_b_step.h"
 #include "coordexp/train/step_router.h"
@@ -306,14 +307,15 @@ TEST(ChannelBTarget, OverlengthDropsTrailingFnThenPrefixButKeepsTheClosure) {
 
 TEST(ChannelBTarget, GateCurriculumRampsLinearlyInSteps) {
   config::MatchingOptions m;
-  m.min_iou = 0.7;
-  m.min_iou_end = 0.3;
-  m.ramp_steps = 100;
-  EXPECT_DOUBLE_EQ(m.at_step(0).min_iou, 0.7);
-  EXPECT_DOUBLE_EQ(m.at_step(50).min_iou, 0.5);
-  EXPECT_DOUBLE_EQ(m.at_step(100).min_iou, 0.3);
-  EXPECT_DOUBLE_EQ(m.at_step(1000).min_iou, 0.3);
-  EXPECT_DOUBLE_EQ(m.at_step(50).max_l1, 1.0);  // no end value: constant
+  m.min_iou = config::Ramp(0.7, 0.3, 100);
+  EXPECT_DOUBLE_EQ(m.at_step(0).min_iou.value(), 0.7);
+  EXPECT_DOUBLE_EQ(m.at_step(50).min_iou.value(), 0.5);
+  EXPECT_DOUBLE_EQ(m.at_step(100).min_iou.value(), 0.3);
+  EXPECT_DOUBLE_EQ(m.at_step(1000).min_iou.value(), 0.3);
+  EXPECT_TRUE(m.at_step(50).min_iou.is_constant());
+  EXPECT_DOUBLE_EQ(m.at_step(50).max_l1.value(), 1.0);  // a number: constant
+  // The matcher refuses a schedule it would have to guess a step for.
+  EXPECT_THROW(matching::match_objects({}, {}, m), InternalError);
   // The gate in force decides: IoU of the predicted cat vs GT is 113100 / 125400 = 0.902; a 0.95 gate
   // makes it FP.
   const std::string rollout = "{\"objects\": [{\"desc\": \"black cat\", \"bbox_2d\": " + box_text(120, 300, 420, 700) + "}]}";

@@ -24,14 +24,11 @@ struct MatchingOptions {
   double cost_iou = 1.0;               // weight of the overlap term 1 - IoU (in [0,1]) or 1 - GIoU (in [0,2])
   std::string cost_iou_kind = "giou";  // giou (still ranks disjoint boxes) | iou
   double cost_text = 0.0;              // weight of the desc-mismatch indicator; 0 = geometry-only (seed default)
-  double min_iou = 0.5;                // coord_gate: an assigned pair is kept only if IoU >= min_iou (0 = off)
-  double max_l1 = 1.0;                 // coord_gate: ... and mean L1 <= max_l1 (1 = off: L1 never exceeds 1)
-  // Gate curriculum: min_iou / max_l1 are the values at optimizer step 0; they move linearly to
-  // min_iou_end / max_l1_end over ramp_steps steps and stay there (-1 = no change; ramp_steps 0 = the
-  // end values from step 0 on). A function of the step only, so resumes see the same values.
-  double min_iou_end = -1.0;
-  double max_l1_end = -1.0;
-  int64_t ramp_steps = 0;
+  // Gates, each a number or a curriculum {start, end, ramp_steps} (seed 11 / 14.1: strict early,
+  // relaxed later; linear in optimizer steps, a function of the step only, so resumes see the same
+  // values). The matcher sees the constant gates of one step: at_step().
+  Ramp min_iou = 0.5;                  // coord_gate: an assigned pair is kept only if IoU >= min_iou (0 = off)
+  Ramp max_l1 = 1.0;                   // coord_gate: ... and mean L1 <= max_l1 (1 = off: L1 never exceeds 1)
   bool text_gate = false;              // text_gate: ... and the normalized descs are equal
   bool cross_kind = false;             // allow bbox <-> poly pairs (off: such pairs are forbidden)
 
@@ -50,34 +47,25 @@ struct MatchingOptions {
     if (cost_iou_kind != "giou" && cost_iou_kind != "iou")
       throw ConfigError("cost_iou_kind '" + cost_iou_kind + "' is unknown",
                         "key " + prefix + ".cost_iou_kind", "use giou or iou");
-    if (!(min_iou >= 0.0 && min_iou <= 1.0))
-      throw ConfigError("min_iou = " + std::to_string(min_iou) + " is out of range",
-                        "key " + prefix + ".min_iou", "use a value in [0, 1] (0 turns the IoU gate off)");
-    if (!(max_l1 >= 0.0 && max_l1 <= 1.0))
-      throw ConfigError("max_l1 = " + std::to_string(max_l1) + " is out of range",
-                        "key " + prefix + ".max_l1", "use a value in [0, 1] (1 turns the L1 gate off)");
-    if (!(min_iou_end == -1.0 || (min_iou_end >= 0.0 && min_iou_end <= 1.0)))
-      throw ConfigError("min_iou_end = " + std::to_string(min_iou_end) + " is out of range",
-                        "key " + prefix + ".min_iou_end", "use a value in [0, 1], or -1 to keep min_iou");
-    if (!(max_l1_end == -1.0 || (max_l1_end >= 0.0 && max_l1_end <= 1.0)))
-      throw ConfigError("max_l1_end = " + std::to_string(max_l1_end) + " is out of range",
-                        "key " + prefix + ".max_l1_end", "use a value in [0, 1], or -1 to keep max_l1");
-    if (ramp_steps < 0)
-      throw ConfigError("ramp_steps = " + std::to_string(ramp_steps) + " is negative", "key " + prefix + ".ramp_steps",
-                        "use 0 (no ramp) or a number of optimizer steps");
+    auto gate = [&](const Ramp& r, const char* key, const char* off) {
+      for (double x : {r.start, r.end})
+        if (!(x >= 0.0 && x <= 1.0))
+          throw ConfigError(std::string(key) + " = " + std::to_string(x) + " is out of range", "key " + prefix + "." + key,
+                            std::string("use a value in [0, 1] (") + off + ")");
+      if (!r.is_constant() && r.ramp_steps <= 0)
+        throw ConfigError(std::string(key) + " moves from " + std::to_string(r.start) + " to " + std::to_string(r.end) +
+                              " with ramp_steps " + std::to_string(r.ramp_steps),
+                          "key " + prefix + "." + key, "set ramp_steps > 0 (optimizer steps of the ramp)");
+    };
+    gate(min_iou, "min_iou", "0 turns the IoU gate off");
+    gate(max_l1, "max_l1", "1 turns the L1 gate off");
   }
 
   // The gates in force at optimizer step `step` (0-based), the curriculum applied.
   MatchingOptions at_step(int64_t step) const {
     MatchingOptions m = *this;
-    auto ramp = [&](double start, double end) {
-      if (end < 0.0) return start;
-      if (ramp_steps <= 0 || step >= ramp_steps) return end;
-      const double t = static_cast<double>(std::max<int64_t>(step, 0)) / static_cast<double>(ramp_steps);
-      return start + (end - start) * t;
-    };
-    m.min_iou = ramp(min_iou, min_iou_end);
-    m.max_l1 = ramp(max_l1, max_l1_end);
+    m.min_iou = min_iou.at(step);
+    m.max_l1 = max_l1.at(step);
     return m;
   }
 };
@@ -125,24 +113,19 @@ void visit_fields(V& v, MatchingOptions& o) {
                              "matching (seed default).").min(0.0),
           o.cost_text);
   v.field(Field("min_iou", "coord_gate: an assigned pair becomes ValidMatched only if its plain IoU >= "
-                           "min_iou; otherwise the prediction is FP and the GT is FN. 0 = no IoU gate.")
+                           "min_iou; otherwise the prediction is FP and the GT is FN. 0 = no IoU gate. A number, "
+                           "or a curriculum {start, end, ramp_steps} (seed 11 / 14.1: strict early, relaxed "
+                           "later): linear in optimizer steps from start at step 0 to end at ramp_steps, then "
+                           "end; the value in force is logged as b_gate_min_iou on B steps.")
               .range(0.0, 1.0),
           o.min_iou);
   v.field(Field("max_l1", "coord_gate: an assigned pair also needs mean |pred - gt| <= max_l1 over the "
-                          "4 normalized coordinates. 1 = no L1 gate.").range(0.0, 1.0),
+                          "4 normalized coordinates. 1 = no L1 gate. A number or {start, end, ramp_steps} "
+                          "like min_iou (logged as b_gate_max_l1).").range(0.0, 1.0),
           o.max_l1);
   v.field(Field("text_gate", "text_gate: an assigned pair also needs equal normalized descs (off by "
                              "default)."),
           o.text_gate);
-  v.field(Field("min_iou_end", "Gate curriculum (seed 11 / 14.1: strict early, relaxed later): min_iou moves "
-                               "linearly from min_iou at step 0 to min_iou_end at ramp_steps, then stays. "
-                               "-1 = constant min_iou.").range(-1.0, 1.0),
-          o.min_iou_end);
-  v.field(Field("max_l1_end", "Gate curriculum for max_l1, like min_iou_end. -1 = constant max_l1.").range(-1.0, 1.0),
-          o.max_l1_end);
-  v.field(Field("ramp_steps", "Optimizer steps over which the gates move to their _end values (0 = the "
-                              "_end values from the start).").min(0),
-          o.ramp_steps);
   v.field(Field("cross_kind", "Allow a bbox prediction to match a polygon GT and vice versa (both sides "
                               "are compared through their bounding boxes). Off: such pairs are "
                               "forbidden."),

@@ -12,7 +12,7 @@
 namespace coordexp::config {
 
 struct TrainOptions {
-  std::string stage = "stage1";               // stage1 (SFT) | stage2 (Channel-A steps; Channel-B joins with rollout)
+  std::string stage = "stage1";               // stage1 (SFT) | stage2 (Channel-A / Channel-B steps, stage2.*)
   std::string output_dir = "runs/coordexp";  // run directory: config.yaml, train.log, metrics, checkpoints
   int64_t seed = 42;                          // seeds model init, data shuffle and sampling (CLI --seed wins)
   int64_t max_steps = 0;                      // optimizer steps; 0 = run `epochs` full passes instead
@@ -36,9 +36,9 @@ struct TrainOptions {
 
 template <class V>
 void visit_fields(V& v, TrainOptions& o) {
-  v.field(Field("stage", "stage1 = SFT on the GT answer (context gt); stage2 = Stage-2 steps: "
-                         "Channel-A (channel_a.*) on every step until Channel-B rollout steps are "
-                         "available in this build.").choices({"stage1", "stage2"}), o.stage);
+  v.field(Field("stage", "stage1 = SFT on the GT answer (context gt); stage2 = Stage-2: Channel-A "
+                         "(channel_a.*) and Channel-B (channel_b.*) steps chosen by the step router "
+                         "(stage2.schedule, stage2.b_ratio).").choices({"stage1", "stage2"}), o.stage);
   v.field(Field("output_dir", "Run directory: resolved config.yaml, train.log, metrics.jsonl and "
                               "checkpoints are written here (created if missing)."), o.output_dir);
   v.field(Field("seed", "Random seed for initialization, data shuffling and sampling; the global "
@@ -54,8 +54,9 @@ void visit_fields(V& v, TrainOptions& o) {
               .min(1), o.grad_accum_steps);
   v.field(Field("log_every", "Optimizer steps between metrics lines and progress updates.").min(1),
           o.log_every);
-  v.field(Field("eval_every", "Optimizer steps between validation-loss passes on "
-                              "`data.val_jsonl`; 0 = no periodic validation.").min(0), o.eval_every);
+  v.field(Field("eval_every", "Optimizer steps between validation passes on `data.val_jsonl` (validation "
+                              "loss; with eval.detection also infer + detection metrics); 0 = no periodic "
+                              "validation.").min(0), o.eval_every);
   v.field(Field("val_max_batches", "Maximum validation batches per pass; 0 = the whole "
                                    "validation set.").min(0), o.val_max_batches);
   v.field(Field("device", "Compute device: auto picks CUDA when this build and machine have it, "
