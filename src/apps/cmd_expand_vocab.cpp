@@ -9,6 +9,7 @@
 #include "apps/commands.h"
 #include "coordexp/model/vocab_resize.h"
 #include "coordexp/tokenizer/expand_vocab.h"
+#include "coordexp/util/error.h"
 
 namespace coordexp::apps {
 namespace {
@@ -18,6 +19,7 @@ namespace fs = std::filesystem;
 struct ExpandVocabArgs {
   std::string src, dst;
   model::VocabResizeOptions init;
+  bool reinit_coord_rows = false;
 };
 
 // Files expand-vocab writes itself (everything else of a model directory is copied as is).
@@ -38,6 +40,17 @@ int run_expand_vocab(const ExpandVocabArgs& a) {
   model::CoordRows rows;
   rows.coord = r.coord;
   rows.num_trained_rows = static_cast<int64_t>(r.vocab_size_before);
+  if (a.reinit_coord_rows) {
+    // The coord block (wildcard + 1000 bins) must be the tail of the vocabulary: rows before it are
+    // kept, the block is initialised again.
+    const int64_t first = r.coord.first_id;
+    const int64_t block = r.coord.wildcard_id == first - 1 ? first - 1 : first;
+    if (first + tokenizer::CoordVocab::kNumBins != static_cast<int64_t>(r.vocab_size_after))
+      throw ConfigError("the coord tokens are not the last ids of the vocabulary (<|coord_0|> = " + std::to_string(first) +
+                            ", vocab " + std::to_string(r.vocab_size_after) + ")",
+                        "expand-vocab --reinit-coord-rows", "re-initialising needs the coord block at the end");
+    rows.num_trained_rows = block;
+  }
   const auto tok = tokenizer::Tokenizer::from_dir(a.dst);
   for (int d = 0; d < 10; ++d) {
     const auto id = tok->token_to_id(std::string(1, static_cast<char>('0' + d)));
@@ -63,9 +76,15 @@ CommandRegistration add_expand_vocab_command(CLI::App& app, const GlobalFlags&) 
       "expand-vocab", "Add the coord tokens <|coord_*|>, <|coord_0..999|> to a tokenizer (and resize a model's embeddings)");
   sub->add_option("--src", args->src, "Directory with tokenizer.json (+ tokenizer_config.json, optionally a model)")->required();
   sub->add_option("--dst", args->dst, "Output directory (created if missing; may equal --src)")->required();
-  sub->add_option("--init", args->init.init, "New embedding rows: mean (mean of trained rows + noise) | digits (coord k = mean of its digit tokens + noise)")
-      ->check(CLI::IsMember({"mean", "digits"}))
+  sub->add_option("--init", args->init.init, "New embedding rows: mean (mean of trained rows + noise) | digits (coord k = mean of its digit tokens + noise) | ordinal (coord k = mean + std * sinusoidal features of k + noise: neighbouring bins start similar)")
+      ->check(CLI::IsMember({"mean", "digits", "ordinal"}))
       ->capture_default_str();
+  sub->add_option("--ordinal-scale", args->init.ordinal_scale,
+                  "init ordinal: amplitude of the sinusoidal bin features relative to the trained rows' std")
+      ->capture_default_str();
+  sub->add_flag("--reinit-coord-rows", args->reinit_coord_rows,
+                "Initialise the coord rows again (by --init) when the model already has them (they must be the last "
+                "rows); every other row is kept");
   sub->add_option("--noise-scale", args->init.noise_scale, "Noise std per dimension, relative to the trained rows' std")
       ->capture_default_str();
   sub->add_option("--init-seed", args->init.seed, "Seed of the init noise")->capture_default_str();

@@ -2,6 +2,8 @@
 // vocab_resize.h). Unchanged tensors travel as zero-copy views of the source files.
 #include "coordexp/model/vocab_resize.h"
 
+#include <cmath>
+
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -20,10 +22,24 @@ const char* const kLmHeadKey = "lm_head.weight";
 
 }  // namespace
 
+torch::Tensor ordinal_coord_features(int64_t k, int64_t hidden) {
+  const int64_t num_freq = (hidden + 1) / 2;
+  const double t = static_cast<double>(k) / static_cast<double>(tokenizer::CoordVocab::kNumBins - 1);
+  auto phi = torch::empty({hidden}, torch::kDouble);
+  auto* p = phi.data_ptr<double>();
+  for (int64_t d = 0; d < hidden; ++d) {
+    const int64_t f = d / 2;
+    // Frequencies pi .. 500 pi (half a period over the whole range .. a period of 4 bins).
+    const double w = M_PI * std::pow(500.0, num_freq > 1 ? static_cast<double>(f) / static_cast<double>(num_freq - 1) : 0.0);
+    p[d] = std::sqrt(2.0) * std::cos(w * t - (d % 2 == 1 ? M_PI / 2 : 0.0));
+  }
+  return phi;
+}
+
 torch::Tensor expand_embedding_rows(const torch::Tensor& old_rows, int64_t new_rows, const CoordRows& rows,
                                     const VocabResizeOptions& options) {
-  if (options.init != "mean" && options.init != "digits")
-    throw ConfigError("unknown embedding init '" + options.init + "'", "key init", "use mean or digits");
+  if (options.init != "mean" && options.init != "digits" && options.init != "ordinal")
+    throw ConfigError("unknown embedding init '" + options.init + "'", "key init", "use mean, digits or ordinal");
   const int64_t V = old_rows.size(0), H = old_rows.size(1);
   const int64_t trained = std::min(V, rows.num_trained_rows);
   COORDEXP_CHECK(trained > 0 && new_rows >= V, "trained " << trained << ", rows " << V << " -> " << new_rows);
@@ -50,6 +66,9 @@ torch::Tensor expand_embedding_rows(const torch::Tensor& old_rows, int64_t new_r
         ids.push_back(id);
       }
       centre = old.index_select(0, torch::tensor(ids, torch::kLong)).mean(0);
+    } else if (options.init == "ordinal" && rows.coord.is_coord(static_cast<tokenizer::TokenId>(r))) {
+      const int64_t k = rows.coord.coord_value(static_cast<tokenizer::TokenId>(r));
+      centre = mean + options.ordinal_scale * std * ordinal_coord_features(k, H);
     }
     out[r] = centre + noise[r - trained];
   }

@@ -17,6 +17,7 @@
 namespace cm = coordexp::model;
 namespace cu = coordexp::util;
 namespace fs = std::filesystem;
+using torch::indexing::None;
 using torch::indexing::Slice;
 
 namespace {
@@ -126,4 +127,19 @@ TEST_F(MakeTiny, ExpandVocabResizesTheModel) {
   cm::ForwardInputs in;
   in.input_ids = torch::tensor({int64_t(cv.coord_id(0)), int64_t(cv.coord_id(999)), int64_t(cv.wildcard_id)}).unsqueeze(0);
   EXPECT_EQ(m.forward(in).logits.size(1), cv.first_id + 1000);
+
+  // --reinit-coord-rows --init ordinal on the expanded model: only the coord block changes.
+  r = run("expand-vocab --src " + path("e") + " --dst " + path("o") + " --init ordinal --reinit-coord-rows");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto o = cm::Qwen3VL::load(path("o"));
+  auto ord = o.module()->language_model->embed_tokens->weight.detach();
+  ASSERT_EQ(ord.sizes(), after.sizes());
+  const int64_t block = cv.wildcard_id == cv.first_id - 1 ? cv.wildcard_id : cv.first_id;
+  EXPECT_TRUE(ord.index({Slice(0, block)}).equal(after.index({Slice(0, block)})));
+  EXPECT_FALSE(ord.index({Slice(cv.first_id, None)}).equal(after.index({Slice(cv.first_id, None)})));
+  auto sim = [&](int a, int b) {
+    return torch::cosine_similarity(ord[cv.coord_id(a)] - ord.index({Slice(0, block)}).mean(0),
+                                    ord[cv.coord_id(b)] - ord.index({Slice(0, block)}).mean(0), 0).item<double>();
+  };
+  EXPECT_GT(sim(300, 301), sim(300, 700));
 }

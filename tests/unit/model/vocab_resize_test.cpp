@@ -1,9 +1,10 @@
 // expand_embedding_rows and expand_checkpoint_vocab: trained rows kept bit for bit, new and
-// reused padding rows follow the "mean" and "digits" rules with the stated noise, deterministic in
+// reused padding rows follow the "mean", "digits" and "ordinal" rules with the stated noise, deterministic in
 // the seed; the checkpoint version keeps every other tensor byte-identical and updates vocab_size.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "coordexp/model/qwen3vl.h"
@@ -62,6 +63,47 @@ TEST(VocabResize, MeanAndDigitRules) {
 
   o.init = "bogus";
   EXPECT_THROW(cm::expand_embedding_rows(old, 1031, rows, o), coordexp::ConfigError);
+}
+
+// "ordinal": coord row k = mean + scale * std (per dimension) * phi(k). phi is checked against the
+// formula written out here, and for what it is for: neighbouring bins start with nearly the same
+// row, far bins with unrelated rows, so the similarity falls with the bin distance.
+TEST(VocabResize, OrdinalRuleGivesNeighbouringBinsSimilarRows) {
+  const int64_t H = 64;
+  auto old = torch::randn({40, H}, at::detail::createCPUGenerator(5), torch::kFloat) * 0.05 + 0.01;
+  const auto rows = coord_rows();
+  cm::VocabResizeOptions o;
+  o.init = "ordinal";
+  o.noise_scale = 0;
+  o.ordinal_scale = 0.7;
+  auto out = cm::expand_embedding_rows(old, 1031, rows, o).to(torch::kDouble);
+  EXPECT_TRUE(out.index({Slice(0, 30)}).equal(old.index({Slice(0, 30)}).to(torch::kDouble)));
+  auto base = old.index({Slice(0, 30)}).to(torch::kDouble);
+  auto mean = base.mean(0), sd = base.std(0, false);
+  EXPECT_TRUE(torch::allclose(out[30], mean, 0, 1e-6)) << "the wildcard uses the mean rule";
+  for (int64_t k : {0, 1, 499, 998, 999}) {
+    // phi(k)_d = sqrt(2) cos(w_f k / 999 - (d odd) pi / 2), w_f = pi 500^(f / (F - 1)), f = d / 2.
+    auto phi = torch::empty({H}, torch::kDouble);
+    for (int64_t d = 0; d < H; ++d) {
+      const double w = M_PI * std::pow(500.0, static_cast<double>(d / 2) / (H / 2 - 1));
+      phi[d] = std::sqrt(2.0) * std::cos(w * k / 999.0 - (d % 2 ? M_PI / 2 : 0.0));
+    }
+    EXPECT_TRUE(torch::allclose(cm::ordinal_coord_features(k, H), phi, 0, 1e-12)) << k;
+    EXPECT_TRUE(torch::allclose(out[31 + k], mean + 0.7 * sd * phi, 0, 1e-6)) << k;
+  }
+  // Unit RMS per dimension over the 1000 bins (each dimension a sinusoid of k).
+  std::vector<torch::Tensor> all;
+  for (int64_t k = 0; k < 1000; ++k) all.push_back(cm::ordinal_coord_features(k, H));
+  auto feats = torch::stack(all);
+  EXPECT_NEAR(feats.pow(2).mean(0).sqrt().mean().item<double>(), 1.0, 0.02);
+  // Similarity of phi(500) with phi(500 + delta) falls with delta.
+  auto cos_sim = [&](int64_t a, int64_t b) {
+    return torch::cosine_similarity(feats[a], feats[b], 0).item<double>();
+  };
+  EXPECT_GT(cos_sim(500, 501), 0.85);  // 0.897 at H = 64
+  EXPECT_GT(cos_sim(500, 501), cos_sim(500, 505));
+  EXPECT_GT(cos_sim(500, 505), cos_sim(500, 550));
+  EXPECT_LT(std::abs(cos_sim(500, 900)), 0.3);
 }
 
 TEST(VocabResize, CheckpointKeepsOtherTensorsAndUpdatesConfig) {
