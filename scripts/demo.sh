@@ -22,9 +22,10 @@
 #
 # scripts/demo.sh --from-scratch [train flags...]: the recipe of the demo's Stage-1 checkpoint
 # (configs/demo/): derive-tokenizer (Qwen3's first 4,000 merges) -> make-tiny (configs/demo/model.yaml)
-# -> make-demo-data (128x128 shapes) -> check-data -> Stage-1 SFT (configs/demo/stage1.yaml), all
-# under runs/demo-stage1/ (DEMO_STAGE1_DIR). Resumable: run it again to continue training from the
-# newest checkpoint; extra flags go to `train` (e.g. --set train.max_steps=200 for a short try).
+# -> make-demo-data (128x128 shapes) -> check-data -> Stage-1 SFT in two phases (configs/demo/stage1.yaml
+# to step 900, then configs/demo/stage1_continue.yaml from those weights), all under runs/demo-stage1/
+# (DEMO_STAGE1_DIR). Resumable: run it again to continue from the newest checkpoint; extra flags go
+# to every `train` call.
 #
 # Env: DEMO_DIR, DEMO_STAGE1_MODEL, DEMO_TRAIN_IMAGES, DEMO_CONFIG_DIR (where stage2.yaml and
 # compare_stage1.yaml are read; default configs/demo), BUILD_DIR, OMP_NUM_THREADS (default 1).
@@ -94,9 +95,29 @@ if [[ "${1:-}" == "--from-scratch" ]]; then
        --set train.output_dir="$WORK/run")
   phase "checking the data"
   "$BIN" check-data "${RUN[@]}"
-  phase "Stage-1 SFT from scratch (configs/demo/stage1.yaml; resumes from the newest checkpoint)"
-  "$BIN" train "${RUN[@]}" "$@"
-  phase "done: checkpoints in $WORK/run (metrics.jsonl, train.log); the shipped copy is tests/data/demo-stage1/"
+  # The recipe as it was run (tests/data/demo-stage1/README.md), in planned pieces that resume
+  # bit-exactly: phase 1 = stage1.yaml (a 4,000-step cosine) stopped after step 900; phase 2 =
+  # stage1_continue.yaml from phase 1's step-900 weights with a fresh AdamW: a 7,000-step cosine up
+  # to step 4,256, then the same run shortened to 6,000 steps (the session's time ran short).
+  # Extra flags go to every train call.
+  if [[ ! -f "$WORK/phase1/model.safetensors" ]]; then
+    phase "Stage-1 phase 1 from scratch (configs/demo/stage1.yaml, stopped after step 900)"
+    "$BIN" train "${RUN[@]}" --set train.stop_at_step=900 "$@"
+    mkdir -p "$WORK/phase1"
+    for f in config.json model.safetensors preprocessor_config.json tokenizer.json tokenizer_config.json; do
+      cp "$WORK/run/checkpoint-900/$f" "$WORK/phase1/"
+    done
+  fi
+  RUN2=(--config configs/demo/stage1_continue.yaml
+        --set model.path="$WORK/phase1"
+        --set data.train_jsonl="[$WORK/data/train.jsonl]"
+        --set data.val_jsonl="[$WORK/data/val.jsonl]"
+        --set train.output_dir="$WORK/run2")
+  phase "Stage-1 phase 2a (configs/demo/stage1_continue.yaml as a 7,000-step run, stopped after step 4,256)"
+  "$BIN" train "${RUN2[@]}" --set train.max_steps=7000 --set train.stop_at_step=4256 "$@"
+  phase "Stage-1 phase 2b (the same run shortened to 6,000 steps; resumes from the newest checkpoint)"
+  "$BIN" train "${RUN2[@]}" "$@"
+  phase "done: checkpoints in $WORK/run2 (metrics.jsonl, train.log); the shipped copy is tests/data/demo-stage1/"
   exit 0
 fi
 

@@ -250,6 +250,9 @@ Json added_token_json(const AddedToken& t, bool with_id) {
 
 struct Tokenizer::Impl {
   std::string json_path, config_path;
+  // The files as read at load: save() rewrites from these, so a save works after the source
+  // directory is gone (a resumed run's checkpoint rotated away).
+  std::string json_text, config_text;
   bool nfc = false;
   bool ignore_merges = false;
   std::unique_ptr<detail::RegexSplitter> splitter;
@@ -419,7 +422,8 @@ std::shared_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
   std::shared_ptr<Tokenizer> tok(new Tokenizer());
   Impl& im = *tok->impl_;
   im.json_path = path;
-  TokenizerJson parsed = parse_tokenizer_json(read_text_file(path), path);
+  im.json_text = read_text_file(path);
+  TokenizerJson parsed = parse_tokenizer_json(im.json_text, path);
   const json& j = parsed.rest;
   if (!j.is_object()) throw FormatError("top level must be a JSON object", path, "re-download the tokenizer files");
 
@@ -536,7 +540,8 @@ std::shared_ptr<Tokenizer> Tokenizer::from_dir(const std::string& dir) {
   if (!fs::exists(config_path)) return tok;
   Impl& im = *tok->impl_;
   im.config_path = config_path.string();
-  const json c = parse_json_file(read_text_file(im.config_path), im.config_path);
+  im.config_text = read_text_file(im.config_path);
+  const json c = parse_json_file(im.config_text, im.config_path);
   if (!c.is_object()) throw FormatError("top level must be a JSON object", im.config_path, "re-download the tokenizer files");
   if (flag(c, "split_special_tokens", false, im.config_path))
     unsupported("split_special_tokens=true", im.config_path, "false (special tokens are matched in text)");
@@ -654,7 +659,7 @@ void Tokenizer::save(const std::string& dir) const {
   fs::create_directories(dir, ec);
   if (ec) throw DataError("cannot create directory: " + ec.message(), dir, "check permissions");
   // Rewrite only the added_tokens array; the rest of tokenizer.json is kept byte for byte.
-  const std::string original = read_text_file(im.json_path);
+  const std::string& original = im.json_text;
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
   for (const AddedToken& t : im.added) added.push_back(added_token_json<nlohmann::ordered_json>(t, true));
   // Same layout as Hugging Face's pretty-printed files (2-space indent, one field per line).
@@ -670,7 +675,7 @@ void Tokenizer::save(const std::string& dir) const {
   if (im.config_path.empty()) return;
   nlohmann::ordered_json config;
   try {
-    config = nlohmann::ordered_json::parse(read_text_file(im.config_path));
+    config = nlohmann::ordered_json::parse(im.config_text);
   } catch (const nlohmann::ordered_json::parse_error& e) {
     throw FormatError(std::string("not valid JSON: ") + e.what(), im.config_path, "re-download the tokenizer files");
   }

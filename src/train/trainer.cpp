@@ -276,6 +276,9 @@ struct Trainer::Impl {
   model::ModelRuntime runtime;
   std::optional<CheckpointInfo> resume_from;
   std::string model_source_dir;  // where the model (and auxiliary files) were loaded from
+  // kAuxiliaryFiles of model_source_dir, read at setup: every checkpoint gets them even after that
+  // directory is gone (a resumed run's source checkpoint rotated away by keep_last).
+  std::vector<std::pair<std::string, std::string>> auxiliary_files;
 
   std::shared_ptr<tokenizer::Tokenizer> tok;
   std::shared_ptr<const model::ImagePreprocessor> preprocessor;
@@ -376,6 +379,9 @@ void Trainer::Impl::setup() {
   coord_ids.first_id = cv.first_id;
 
   model.emplace(model::Qwen3VL::load(model_source_dir, runtime));
+  for (const char* name : kAuxiliaryFiles)
+    if (const fs::path src = fs::path(model_source_dir) / name; fs::exists(src))
+      auxiliary_files.emplace_back(name, util::read_file(src.string()));
   model->set_gradient_checkpointing(runtime.checkpoint_text_layers, runtime.checkpoint_vision_blocks);
   const int64_t model_vocab = model->config().text.vocab_size;
   if (model_vocab < static_cast<int64_t>(tok->vocab_size()))
@@ -517,10 +523,7 @@ void Trainer::Impl::log_run_summary() const {
 void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
   model->save(dir, {torch::kFloat, static_cast<uint64_t>(cfg.checkpoint.max_shard_bytes)});
   tok->save(dir);
-  for (const char* name : kAuxiliaryFiles) {
-    const fs::path src = fs::path(model_source_dir) / name;
-    if (fs::exists(src)) util::write_file_atomic((fs::path(dir) / name).string(), util::read_file(src.string()));
-  }
+  for (const auto& [name, bytes] : auxiliary_files) util::write_file_atomic((fs::path(dir) / name).string(), bytes);
   if (const char* pause = std::getenv(kPauseSaveEnv); pause && std::atoll(pause) == state.step) {
     std::cerr << "test hook: checkpoint save paused at step " << state.step << " in " << dir << std::endl;
     std::this_thread::sleep_for(std::chrono::seconds(300));
@@ -683,7 +686,9 @@ TrainResult Trainer::Impl::train_loop() {
   int64_t window_samples = 0, window_tokens = 0;
   const auto weights = coord::term_weights(cfg.loss);
 
-  while (state.step < total_steps) {
+  const auto stop_planned = [&] { return cfg.train.stop_at_step > 0 && state.step >= cfg.train.stop_at_step; };
+  if (stop_planned() && state.step < total_steps) result.stopped_at_step = true;  // resumed at or past it
+  while (state.step < total_steps && !result.stopped_at_step) {
     // 0. The step's kind, agreed by all ranks; it holds for every micro-batch of the step.
     const StepKind kind = router->kind_for(state.step);
     const bool is_b = kind == StepKind::kChannelB;
@@ -854,15 +859,23 @@ TrainResult Trainer::Impl::train_loop() {
       result.stopped_by_signal = true;
       break;
     }
+    if (stop_planned() && state.step < total_steps) {
+      progress.clear();
+      spdlog::info("train.stop_at_step {} reached: saving a checkpoint and stopping (resume continues the {}-step run)",
+                   cfg.train.stop_at_step, total_steps);
+      result.stopped_at_step = true;
+      break;
+    }
   }
   progress.clear();
-  if (!result.stopped_by_signal && state.step > result.start_step && cfg.train.eval_every > 0 &&
+  if (!result.stopped_by_signal && !result.stopped_at_step && state.step > result.start_step && cfg.train.eval_every > 0 &&
       state.step % cfg.train.eval_every != 0)
     run_validation();
   save_checkpoint();
   result.steps_done = state.step;
   result.last_checkpoint = last_checkpoint;
-  spdlog::info("training {} at step {}/{}; last checkpoint {}", result.stopped_by_signal ? "stopped" : "finished",
+  spdlog::info("training {} at step {}/{}; last checkpoint {}",
+               result.stopped_by_signal || result.stopped_at_step ? "stopped" : "finished",
                state.step, total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint);
   return result;
 }

@@ -21,6 +21,7 @@ struct TrainResult {
   int64_t steps_done = 0;       // optimizer steps completed when run() returned
   int64_t total_steps = 0;
   bool stopped_by_signal = false;
+  bool stopped_at_step = false;  // train.stop_at_step reached before the end of the run
   std::string last_checkpoint;  // "" when none was written
   double last_loss = 0.0;       // total loss of the last step
 };

@@ -141,6 +141,77 @@ TEST(Trainer, ResumeContinuesBitExactly) {
   for (const auto& [k, p] : snapshot(t.model())) EXPECT_TRUE(torch::equal(p, final_a.at(k))) << k;
 }
 
+// train.stop_at_step: a run planned in pieces (stop after step 4 of 6, then resume without the key)
+// ends bit-identical to the uninterrupted run: the schedule spans max_steps in both.
+TEST(Trainer, StopAtStepThenResumeEqualsOneRun) {
+  const std::string dir_a = fresh_dir("stop_at_a");
+  auto c = base_config(dir_a);
+  c.train.max_steps = 6;
+  c.optim.warmup_steps = 2;
+  std::map<std::string, torch::Tensor> final_a;
+  {
+    Trainer t(c);
+    t.run();
+    final_a = snapshot(t.model());
+  }
+  const auto losses_a = column(metrics_with(dir_a, "loss"), "loss");
+  const std::string dir_b = fresh_dir("stop_at_b");
+  auto cb = c;
+  cb.train.output_dir = dir_b;
+  cb.checkpoint.resume = "auto";
+  cb.train.stop_at_step = 4;
+  {
+    Trainer t(cb);
+    const TrainResult r = t.run();
+    EXPECT_TRUE(r.stopped_at_step);
+    EXPECT_EQ(r.steps_done, 4);
+    EXPECT_TRUE(fs::exists(fs::path(dir_b) / "checkpoint-4" / kCheckpointMarker));
+  }
+  {
+    Trainer t(cb);  // resumed at the stop step: nothing to do
+    const TrainResult r = t.run();
+    EXPECT_TRUE(r.stopped_at_step);
+    EXPECT_EQ(r.steps_done, 4);
+  }
+  cb.train.stop_at_step = 0;
+  Trainer t(cb);
+  EXPECT_EQ(t.step(), 4);
+  const TrainResult r = t.run();
+  EXPECT_FALSE(r.stopped_at_step);
+  EXPECT_EQ(r.steps_done, 6);
+  const auto losses_b = column(metrics_with(dir_b, "loss"), "loss");
+  ASSERT_EQ(losses_b.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(losses_b[i], losses_a[i]) << "step " << i + 1;  // bit-exact
+  for (const auto& [k, p] : snapshot(t.model())) EXPECT_TRUE(torch::equal(p, final_a.at(k))) << k;
+}
+
+// A resumed run loads the model, tokenizer and auxiliary files from the checkpoint it resumes; with
+// keep_last 1 that checkpoint is deleted at the run's first save, and every later save must still
+// write complete checkpoints (they once re-read tokenizer.json from the deleted folder and aborted).
+TEST(Trainer, ResumedRunKeepsSavingAfterItsSourceCheckpointRotatedAway) {
+  const std::string dir = fresh_dir("rotated_source");
+  auto c = base_config(dir);
+  c.train.max_steps = 2;
+  c.checkpoint.every = 1;
+  c.checkpoint.keep_last = 1;
+  {
+    Trainer t(c);
+    t.run();
+  }
+  ASSERT_TRUE(fs::exists(fs::path(dir) / "checkpoint-2" / kCheckpointMarker));
+  c.train.max_steps = 5;
+  c.checkpoint.resume = "auto";
+  Trainer t(c);
+  const TrainResult r = t.run();
+  EXPECT_EQ(r.steps_done, 5);
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "checkpoint-2"));
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                        "preprocessor_config.json", kCheckpointMarker})
+    EXPECT_TRUE(fs::exists(fs::path(dir) / "checkpoint-5" / f)) << f;
+  const auto tok = tokenizer::Tokenizer::from_dir(dir + "/checkpoint-5");
+  EXPECT_TRUE(tok->coord_vocab().valid());
+}
+
 TEST(Trainer, CheckpointReloadsWithIdenticalLogitsAndFrozenGroupsStayPut) {
   const std::string dir = fresh_dir("reload");
   auto c = base_config(dir);

@@ -17,6 +17,7 @@ struct TrainOptions {
   int64_t seed = 42;                          // seeds model init, data shuffle and sampling (CLI --seed wins)
   int64_t max_steps = 0;                      // optimizer steps; 0 = run `epochs` full passes instead
   int epochs = 1;                             // passes over data.jsonl (used only when max_steps = 0)
+  int64_t stop_at_step = 0;                   // stop (checkpoint saved) after this step; the schedule still spans max_steps
   int micro_batch_size = 1;                   // samples per forward/backward on each rank
   int grad_accum_steps = 1;                   // micro-batches summed per optimizer step
   int64_t log_every = 10;                     // optimizer steps between metrics lines / progress updates
@@ -45,6 +46,10 @@ void visit_fields(V& v, TrainOptions& o) {
                         "`--seed` flag overrides it.").min(0), o.seed);
   v.field(Field("max_steps", "Number of optimizer steps; 0 = run `train.epochs` full passes over "
                              "the training data instead.").min(0), o.max_steps);
+  v.field(Field("stop_at_step", "Stop after this optimizer step, saving a checkpoint, as if interrupted "
+                              "there: the learning-rate schedule and everything else still span the whole "
+                              "run (max_steps / epochs), so resuming without it continues exactly. Trains a "
+                              "long run in planned pieces; 0 = run to the end.").min(0), o.stop_at_step);
   v.field(Field("epochs", "Full passes over the training data; used only when "
                           "`train.max_steps` is 0.").min(1), o.epochs);
   v.field(Field("micro_batch_size", "Samples per forward/backward pass on each rank.").min(1),
