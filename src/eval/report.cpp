@@ -367,20 +367,27 @@ std::string render_report(const RunData& run, size_t max_points, size_t max_shee
       });
       if (!pts.empty()) by_kind.push_back({std::string("loss on ") + kind + " steps", std::move(pts), kind[0] == 'A' ? "#1f77b4" : "#ff7f0e"});
     }
-    // Share of B among the last 20 logged steps.
-    std::vector<std::pair<double, double>> share;
-    std::vector<int> window;
-    for (size_t i = 0; i < recs.size(); ++i) {
-      const auto it = recs[i].find("step_kind");
-      if (it == recs[i].end() || !it->is_string()) continue;
-      window.push_back(it->get<std::string>() == "B" ? 1 : 0);
-      if (window.size() > 20) window.erase(window.begin());
-      const auto st = recs[i].find("step");
-      const double x = st != recs[i].end() && st->is_number() ? st->get<double>() : static_cast<double>(i);
-      share.emplace_back(x, static_cast<double>(std::count(window.begin(), window.end(), 1)) / static_cast<double>(window.size()));
+    // Share of B steps: the router's realized ratio (over every step of its window) when the records
+    // carry it. Counting logged records instead is biased: B steps are always logged, A steps only
+    // every train.log_every, so that count is only the fallback for older metrics files.
+    std::vector<std::pair<double, double>> share = series_of(recs, "b_ratio_realized", max_points);
+    std::string share_title = "share of Channel-B steps (realized ratio of the router)";
+    if (share.empty()) {
+      share_title = "share of Channel-B steps among the last 20 logged records";
+      std::vector<int> window;
+      for (size_t i = 0; i < recs.size(); ++i) {
+        const auto it = recs[i].find("step_kind");
+        if (it == recs[i].end() || !it->is_string()) continue;
+        window.push_back(it->get<std::string>() == "B" ? 1 : 0);
+        if (window.size() > 20) window.erase(window.begin());
+        const auto st = recs[i].find("step");
+        const double x = st != recs[i].end() && st->is_number() ? st->get<double>() : static_cast<double>(i);
+        share.emplace_back(x, static_cast<double>(std::count(window.begin(), window.end(), 1)) / static_cast<double>(window.size()));
+      }
     }
+    used.insert("b_ratio_realized");
     std::vector<std::string> charts = {svg_line_chart("loss by step kind", by_kind),
-                                       svg_line_chart("share of Channel-B steps (last 20 logged)", {{"", share, "#ff7f0e"}})};
+                                       svg_line_chart(share_title, {{"", share, "#ff7f0e"}})};
     section("Channel A / Channel B steps", charts);
   }
   for (const auto& [prefix, title] : std::vector<std::pair<std::string, std::string>>{

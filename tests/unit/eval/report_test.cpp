@@ -82,6 +82,15 @@ TEST(Report, RunFolderReport) {
   // Self-contained: no scripts, stylesheets or images fetched from elsewhere.
   for (const char* s : {"<script", "<link", "src=\"http", "url(http", "@import"})
     EXPECT_EQ(html.find(s), std::string::npos) << s;
+  // Records without the router's ratio: the share counts logged records (older metrics files).
+  EXPECT_NE(html.find("among the last 20 logged records"), std::string::npos);
+  // With it (the trainer logs b_ratio_realized on every stage-2 record): that ratio is charted,
+  // since B steps are always logged and A steps only every log_every, which biases the count.
+  auto with_ratio = data;
+  for (auto& r : with_ratio.records) r["b_ratio_realized"] = 0.25;
+  const std::string html2 = ce::render_report(with_ratio);
+  EXPECT_NE(html2.find("realized ratio of the router"), std::string::npos);
+  EXPECT_EQ(html2.find("among the last 20 logged records"), std::string::npos);
   fs::remove_all(run);
   EXPECT_THROW(ce::collect_run(run.string()), coordexp::DataError);
 }
