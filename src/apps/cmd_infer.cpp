@@ -124,14 +124,6 @@ void merge_outputs(const std::string& out, int world_size, const std::vector<eva
   for (int r = 0; r < world_size; ++r) fs::remove(rank_path(out, r));
 }
 
-dist::GroupOptions group_options(const config::DistOptions& d) {
-  dist::GroupOptions o;
-  o.backend = d.backend;
-  o.timeout_s = d.timeout_s;
-  o.bucket_bytes = int64_t{d.bucket_mb} << 20;
-  return o;
-}
-
 int run_infer(const InferArgs& a, const GlobalFlags& flags) {
   const config::RunConfig cfg = resolve_run_config(a, flags);
   const dist::LaunchEnv env = dist::launch_env_from_environment();

@@ -21,14 +21,6 @@
 namespace coordexp::apps {
 namespace {
 
-dist::GroupOptions group_options(const config::DistOptions& d) {
-  dist::GroupOptions o;
-  o.backend = d.backend;
-  o.timeout_s = d.timeout_s;
-  o.bucket_bytes = int64_t{d.bucket_mb} << 20;
-  return o;
-}
-
 // The single hand-off point to the training loop; with WORLD_SIZE > 1 every rank joins the process
 // group first (all ranks must reach this point within dist.timeout_s).
 int run_training(const config::RunConfig& cfg, const RunDirectory& run) {

@@ -16,4 +16,12 @@ config::ConfigTree resolve_config_tree(const ConfigArgs& args, const GlobalFlags
   return tree;
 }
 
+dist::GroupOptions group_options(const config::DistOptions& d) {
+  dist::GroupOptions o;
+  o.backend = d.backend;
+  o.timeout_s = d.timeout_s;
+  o.bucket_bytes = int64_t{d.bucket_mb} << 20;
+  return o;
+}
+
 }  // namespace coordexp::apps

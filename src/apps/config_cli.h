@@ -7,9 +7,14 @@
 #include <vector>
 
 #include "coordexp/apps/cli.h"
+#include "coordexp/config/sections/dist.h"
 #include "coordexp/config/tree.h"
+#include "coordexp/dist/process_group.h"
 
 namespace coordexp::apps {
+
+// The process-group options of a config's `dist:` section (train and infer join groups alike).
+dist::GroupOptions group_options(const config::DistOptions& d);
 
 struct ConfigArgs {
   std::string path;               // --config FILE.yaml
