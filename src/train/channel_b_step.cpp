@@ -64,6 +64,9 @@ ChannelBSettings ChannelBSettings::from_config(const config::RunConfig& c, const
   if (c.rollout.constrained && c.train.stage == "stage2")
     spdlog::warn("rollout.constrained applies to infer / generate only; Channel-B rollouts stay unconstrained");
   s.max_length = c.data.max_length;
+  s.async_producer = c.channel_b.producer == "async";
+  s.version_window = c.channel_b.version_window;
+  s.queue_limit = c.channel_b.queue_limit;
   return s;
 }
 
@@ -195,37 +198,29 @@ PreparedBatch prepare_b_forward(std::vector<data::Sample> samples, const std::ve
   return out;
 }
 
-ChannelBBatch prepare_channel_b(model::Qwen3VL& model, const data::DetectionDataset& dataset,
-                                const std::vector<BSampler::Pick>& picks, int64_t step,
-                                const ChannelBSettings& settings, data::ReasonCounts* skipped) {
-  ChannelBBatch out;
-  ChannelBDiagnostics& d = out.diagnostics;
-  const tokenizer::Tokenizer& tok = dataset.tokenizer();
-  const double t0 = now_s();
-
-  std::vector<data::Sample> samples;
-  std::vector<int64_t> indices;
+BSamples load_b_samples(const data::DetectionDataset& dataset, const std::vector<BSampler::Pick>& picks,
+                        data::ReasonCounts* skipped) {
+  BSamples out;
   for (const auto& pick : picks) {
     data::SampleResult r = dataset.try_get(pick.index, pick.epoch);
     if (!r.sample) {
       if (skipped) ++(*skipped)[r.reason];
       continue;
     }
-    samples.push_back(std::move(*r.sample));
-    indices.push_back(pick.index);
+    out.samples.push_back(std::move(*r.sample));
+    out.picks.push_back(pick);
   }
-  if (samples.empty()) {
-    out.prepared = prepare_b_forward({}, {}, settings, dataset.pad_id());
-    return out;
-  }
+  return out;
+}
 
-  // B0: rollout of every prompt with the current weights.
+rollout::GenerationResult rollout_b_samples(model::Qwen3VL& model, const BSamples& in, int64_t ver,
+                                            const ChannelBSettings& settings) {
   rollout::GenerationRequest request;
   std::vector<torch::Tensor> pixels, grids;
   int64_t longest_prompt = 0;
-  const uint64_t step_seed = rollout::row_seed(settings.generation.seed, static_cast<uint64_t>(step));
-  for (size_t i = 0; i < samples.size(); ++i) {
-    const data::Sample& s = samples[i];
+  const uint64_t step_seed = rollout::row_seed(settings.generation.seed, static_cast<uint64_t>(ver));
+  for (size_t i = 0; i < in.samples.size(); ++i) {
+    const data::Sample& s = in.samples[i];
     request.prompts.emplace_back(s.input_ids.begin(), s.input_ids.begin() + s.answer_begin);
     longest_prompt = std::max(longest_prompt, s.answer_begin);
     if (s.pixel_values.defined() && s.pixel_values.numel() > 0) {
@@ -233,7 +228,7 @@ ChannelBBatch prepare_channel_b(model::Qwen3VL& model, const data::DetectionData
       grids.push_back(s.image_grid_thw);
     }
     // A sample draws the same tokens whichever micro-batch or rank it lands in.
-    request.row_seeds.push_back(rollout::row_seed(step_seed, static_cast<uint64_t>(indices[i])));
+    request.row_seeds.push_back(rollout::row_seed(step_seed, static_cast<uint64_t>(in.picks[i].index)));
   }
   if (!pixels.empty()) {
     request.pixel_values = torch::cat(pixels, 0);
@@ -241,41 +236,57 @@ ChannelBBatch prepare_channel_b(model::Qwen3VL& model, const data::DetectionData
   }
   rollout::GenerationOptions gen = settings.generation;
   gen.max_new_tokens = std::max<int64_t>(1, std::min<int64_t>(gen.max_new_tokens, settings.max_length - longest_prompt));
-  rollout::GenerationResult rolled;
-  {
-    torch::NoGradGuard no_grad;
-    rolled = rollout::generate(model, request, gen);
+  torch::NoGradGuard no_grad;
+  return rollout::generate(model, request, gen);
+}
+
+BTarget build_b_target_for_row(const rollout::GeneratedRow& row, const data::Record& record,
+                               const data::Sample& sample, int64_t ver, const tokenizer::Tokenizer& tok,
+                               const ChannelBSettings& settings, ChannelBDiagnostics& d) {
+  std::vector<tokenizer::TokenId> ids(row.ids.begin(), row.ids.end());
+  const std::vector<BGtObject> gt = b_gt_objects(record, settings.fn_order);
+  BTarget t = build_b_target(ids, gt, tok, settings, settings.matching.at_step(ver),
+                             settings.max_length - sample.answer_begin);
+  ++d.num_rollouts;
+  d.rollout_tokens += static_cast<int64_t>(row.ids.size());
+  if (row.finish == rollout::FinishReason::kMaxNewTokens) ++d.num_truncated;
+  if (t.parsed.status == protocol::RolloutStatus::kComplete) ++d.num_parse_complete;
+  if (t.y_in.invalid_rollout) ++d.num_invalid_rollout;
+  d.num_valid_pred += static_cast<int64_t>(t.predictions.objects.size());
+  for (const auto& e : t.parsed.entries)
+    if (!e.valid()) {
+      ++d.num_drop_invalid;
+      ++d.drop_invalid_by_reason[protocol::drop_reason_name(e.reason)];
+    }
+  d.num_matched += static_cast<int64_t>(t.match.matched.size());
+  d.num_fp += static_cast<int64_t>(t.match.fp.size());
+  d.num_fn += static_cast<int64_t>(t.match.fn.size());
+  d.num_gt += static_cast<int64_t>(gt.size());
+  if (t.num_fn_dropped + t.num_prefix_dropped > 0) ++d.num_overlength;
+  d.y_in_tokens += static_cast<int64_t>(t.y_in.ids.size());
+  return t;
+}
+
+ChannelBBatch prepare_channel_b(model::Qwen3VL& model, const data::DetectionDataset& dataset,
+                                const std::vector<BSampler::Pick>& picks, int64_t step,
+                                const ChannelBSettings& settings, data::ReasonCounts* skipped) {
+  ChannelBBatch out;
+  ChannelBDiagnostics& d = out.diagnostics;
+  const double t0 = now_s();
+  BSamples in = load_b_samples(dataset, picks, skipped);
+  if (in.samples.empty()) {
+    out.prepared = prepare_b_forward({}, {}, settings, dataset.pad_id());
+    return out;
   }
+  // B0: rollout of every prompt with the current weights.
+  const rollout::GenerationResult rolled = rollout_b_samples(model, in, step, settings);
   const double t1 = now_s();
   d.rollout_seconds = t1 - t0;
-
   // B1-B3 per sample.
-  const config::MatchingOptions gates = settings.matching.at_step(step);
-  for (size_t i = 0; i < samples.size(); ++i) {
-    const rollout::GeneratedRow& row = rolled.rows[i];
-    std::vector<tokenizer::TokenId> ids(row.ids.begin(), row.ids.end());
-    const std::vector<BGtObject> gt = b_gt_objects(dataset.record(indices[i]), settings.fn_order);
-    BTarget t = build_b_target(ids, gt, tok, settings, gates, settings.max_length - samples[i].answer_begin);
-    ++d.num_rollouts;
-    d.rollout_tokens += static_cast<int64_t>(row.ids.size());
-    if (row.finish == rollout::FinishReason::kMaxNewTokens) ++d.num_truncated;
-    if (t.parsed.status == protocol::RolloutStatus::kComplete) ++d.num_parse_complete;
-    if (t.y_in.invalid_rollout) ++d.num_invalid_rollout;
-    d.num_valid_pred += static_cast<int64_t>(t.predictions.objects.size());
-    for (const auto& e : t.parsed.entries)
-      if (!e.valid()) {
-        ++d.num_drop_invalid;
-        ++d.drop_invalid_by_reason[protocol::drop_reason_name(e.reason)];
-      }
-    d.num_matched += static_cast<int64_t>(t.match.matched.size());
-    d.num_fp += static_cast<int64_t>(t.match.fp.size());
-    d.num_fn += static_cast<int64_t>(t.match.fn.size());
-    d.num_gt += static_cast<int64_t>(gt.size());
-    if (t.num_fn_dropped + t.num_prefix_dropped > 0) ++d.num_overlength;
-    d.y_in_tokens += static_cast<int64_t>(t.y_in.ids.size());
-    out.targets.push_back(std::move(t));
-  }
-  out.prepared = prepare_b_forward(std::move(samples), out.targets, settings, dataset.pad_id());
+  for (size_t i = 0; i < in.samples.size(); ++i)
+    out.targets.push_back(build_b_target_for_row(rolled.rows[i], dataset.record(in.picks[i].index), in.samples[i],
+                                                 step, dataset.tokenizer(), settings, d));
+  out.prepared = prepare_b_forward(std::move(in.samples), out.targets, settings, dataset.pad_id());
   d.build_seconds = now_s() - t1;
   return out;
 }

@@ -7,14 +7,17 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "coordexp/config/schema.h"
@@ -31,6 +34,8 @@
 #include "coordexp/train/checkpoint.h"
 #include "coordexp/train/param_groups.h"
 #include "coordexp/train/progress.h"
+#include "coordexp/train/rollout_actor.h"
+#include "coordexp/train/rollout_queue.h"
 #include "coordexp/train/schedule.h"
 #include "coordexp/train/stage1_step.h"
 #include "coordexp/train/step_router.h"
@@ -160,6 +165,27 @@ std::vector<torch::Tensor> gradients_to_reduce(const std::vector<ParamSlice>& sl
   return out;
 }
 
+// Each rank's skip counts summed over ranks (one collective; every rank calls it at the same
+// points). The ranks agree on the keys through a fixed list, the dataset's reasons (data::kReason*);
+// a reason outside it is counted under "other". Reasons no rank saw stay absent.
+std::vector<data::ReasonCounts> sum_over_ranks(const std::vector<data::ReasonCounts>& parts, StepReducer& reducer) {
+  static const std::vector<std::string> kReasons = {data::kReasonImageUnreadable, data::kReasonImageSizeMismatch,
+                                                    data::kReasonImageUnusable, data::kReasonTooLong,
+                                                    data::kReasonGeometryNotInPrompt, "other"};
+  std::vector<int64_t> flat(parts.size() * kReasons.size(), 0);
+  for (size_t p = 0; p < parts.size(); ++p)
+    for (const auto& [reason, n] : parts[p]) {
+      const auto it = std::find(kReasons.begin(), kReasons.end(), reason);
+      flat[p * kReasons.size() + static_cast<size_t>((it == kReasons.end() ? kReasons.end() - 1 : it) - kReasons.begin())] += n;
+    }
+  if (reducer.world_size() > 1) reducer.sum(flat);
+  std::vector<data::ReasonCounts> out(parts.size());
+  for (size_t p = 0; p < parts.size(); ++p)
+    for (size_t r = 0; r < kReasons.size(); ++r)
+      if (const int64_t n = flat[p * kReasons.size() + r]; n > 0) out[p][kReasons[r]] = n;
+  return out;
+}
+
 // Summed statistics of one optimizer step (or one validation pass) across micro-batches.
 struct StepStats {
   coord::TermSums sums{};
@@ -268,6 +294,33 @@ void add_channel_b_metrics(nlohmann::ordered_json& rec, const ChannelBDiagnostic
   rec["b_gate_max_l1"] = gates.max_l1.value();
 }
 
+// Every rank's `mine` (lengths may differ), in rank order, on every rank: two sums, the lengths and
+// the values each in its own segment. All ranks call it.
+template <class T>
+std::vector<std::vector<T>> gather_over_ranks(const std::vector<T>& mine, StepReducer& r) {
+  const auto world = static_cast<size_t>(r.world_size()), rank = static_cast<size_t>(r.rank());
+  if (world == 1) return {mine};
+  std::vector<int64_t> lengths(world, 0);
+  lengths[rank] = static_cast<int64_t>(mine.size());
+  r.sum(lengths);
+  size_t total = 0, offset = 0;
+  for (size_t k = 0; k < world; ++k) {
+    if (k == rank) offset = total;
+    total += static_cast<size_t>(lengths[k]);
+  }
+  std::vector<T> flat(total, T{0});
+  std::copy(mine.begin(), mine.end(), flat.begin() + static_cast<std::ptrdiff_t>(offset));
+  r.sum(flat);
+  std::vector<std::vector<T>> out;
+  size_t at = 0;
+  for (size_t k = 0; k < world; ++k) {
+    const auto n = static_cast<size_t>(lengths[k]);
+    out.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(at), flat.begin() + static_cast<std::ptrdiff_t>(at + n));
+    at += n;
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Trainer::Impl {
@@ -291,7 +344,13 @@ struct Trainer::Impl {
   ChannelASettings channel_a;
   ChannelBSettings channel_b;
   std::unique_ptr<StepRouter> router;
-  std::unique_ptr<BSampler> b_sampler;  // stage2 only
+  std::unique_ptr<BSampler> b_sampler;  // stage2, channel_b.producer sync
+  // channel_b.producer async: the learner's weights as the actor sees them, this rank's queue and
+  // actor (declared in this order: the actor stops before the queue and the model go).
+  LearnerWeights learner_weights;
+  std::unique_ptr<RolloutQueue> b_queue;
+  std::unique_ptr<RolloutActor> actor;
+  double actor_start_s = 0.0;
   std::unique_ptr<AdamW> optimizer;
   LrSchedule schedule;
   std::unique_ptr<CheckpointManager> checkpoints;
@@ -310,13 +369,22 @@ struct Trainer::Impl {
   void load_resume_state();
   void log_run_summary() const;
   std::string save_checkpoint();
-  void write_checkpoint_contents(const std::string& dir);
+  // skipped_all_ranks: the loader's skip counts summed over ranks (saved as the run's totals).
+  void write_checkpoint_contents(const std::string& dir, const data::ReasonCounts& skipped_all_ranks);
   void run_validation();
   void run_detection_eval();
   TrainResult train_loop();
   // The step function of `kind` on one prepared micro-batch.
   coord::LossTerms step_loss_terms(StepKind kind, const PreparedBatch& pb, StepStats& st);
   data::ReasonCounts b_skipped;  // B samples the dataset could not build, this process's run
+  std::string producer_json_for_save;  // async: every rank's RolloutQueue::ProducerState (JSON)
+  // async B step: takes the update's ready rollouts from the queue (waiting for them when needed)
+  // and collates them into micro-batches; returns the seconds the learner waited.
+  double take_b_micro_batches(std::vector<PreparedBatch>& micro, StepStats& st);
+  // async: every rank's producer state, gathered to one JSON text (all ranks call it).
+  std::string gather_producer_state();
+  // async: queue / actor diagnostics of all ranks for a metrics record (all ranks call it).
+  void add_async_metrics(nlohmann::ordered_json* rec, double queue_wait_s, double sync_wait_s);
 };
 
 void Trainer::Impl::setup() {
@@ -413,6 +481,7 @@ void Trainer::Impl::setup() {
   if (resume_from) {
     load_resume_state();
     start = data::LoaderState::from_json(state.loader_state_json);
+    if (reducer->rank() != 0) start.skipped.clear();  // the saved counts are all ranks' totals
   }
   loader = std::make_unique<data::DataLoader>(train_set, loader_options, start);
   router = std::make_unique<StepRouter>(stage2, cfg.stage2, *reducer);
@@ -420,8 +489,50 @@ void Trainer::Impl::setup() {
     channel_b = ChannelBSettings::from_config(cfg, *tok);
     if (train_set->size() == 0)
       throw ConfigError("no training samples for Channel-B", "key data.train_jsonl", "check the training data");
-    b_sampler = std::make_unique<BSampler>(train_set->size(), static_cast<uint64_t>(cfg.train.seed), reducer->rank(),
-                                           reducer->world_size(), state.b_sampler_position);
+    const bool queue_schedule = cfg.stage2.schedule == "queue";
+    if (queue_schedule && !channel_b.async_producer)
+      throw ConfigError("stage2.schedule is queue but channel_b.producer is sync: the queue schedule routes by "
+                        "the rollouts an asynchronous actor has ready", "keys stage2.schedule, channel_b.producer",
+                        "set channel_b.producer: async, or stage2.schedule: deterministic");
+    if (queue_schedule && cfg.channel_b.version_window < cfg.actor.sync_every)
+      throw ConfigError("channel_b.version_window = " + std::to_string(cfg.channel_b.version_window) +
+                            " is below actor.sync_every = " + std::to_string(cfg.actor.sync_every) +
+                            ": between two refreshes the snapshot's rollouts go stale and B would starve",
+                        "keys channel_b.version_window, actor.sync_every",
+                        "raise channel_b.version_window to >= actor.sync_every, or refresh more often");
+    const int64_t per_update = channel_b.batch_size * cfg.train.grad_accum_steps;
+    if (channel_b.async_producer && channel_b.queue_limit < per_update)
+      throw ConfigError("channel_b.queue_limit = " + std::to_string(channel_b.queue_limit) + " holds fewer rollouts than "
+                            "one B update needs (channel_b.batch_size x train.grad_accum_steps = " +
+                            std::to_string(per_update) + ")",
+                        "key channel_b.queue_limit", "raise it to at least " + std::to_string(per_update));
+    BSampler sampler(train_set->size(), static_cast<uint64_t>(cfg.train.seed), reducer->rank(), reducer->world_size(),
+                     state.b_sampler_position);
+    if (channel_b.async_producer) {
+      // A resumed async run drops the queued rollouts and rolls their samples out again first.
+      std::vector<BSampler::Pick> outstanding;
+      if (!state.b_producer_json.empty()) {
+        const auto j = nlohmann::json::parse(state.b_producer_json);
+        const auto& ranks = j.at("ranks");
+        if (static_cast<int>(ranks.size()) == reducer->world_size()) {
+          const auto& mine = ranks.at(static_cast<size_t>(reducer->rank()));
+          sampler = BSampler(train_set->size(), static_cast<uint64_t>(cfg.train.seed), reducer->rank(),
+                             reducer->world_size(), mine.at("position").get<int64_t>());
+          for (const auto& p : mine.at("outstanding"))
+            outstanding.push_back({p.at(0).get<int64_t>(), p.at(1).get<int64_t>()});
+        }
+      }
+      if (!outstanding.empty())
+        spdlog::info("resume: {} Channel-B sample(s) were queued or in flight; they are rolled out again first",
+                     outstanding.size());
+      b_queue = std::make_unique<RolloutQueue>(channel_b.queue_limit, channel_b.version_window, std::move(sampler),
+                                               std::move(outstanding));
+      b_queue->set_version(state.step);
+    } else {
+      b_sampler = std::make_unique<BSampler>(std::move(sampler));
+    }
+  } else if (cfg.channel_b.producer == "async") {
+    spdlog::warn("channel_b.producer async applies to train.stage stage2 only; this Stage-1 run has no Channel-B");
   }
 
   if (cfg.train.max_steps > 0) {
@@ -443,6 +554,15 @@ void Trainer::Impl::load_resume_state() {
   const fs::path sdir = fs::path(resume_from->path) / kStateDir;
   const std::string state_path = (sdir / "state.json").string();
   state = TrainerState::from_json(util::read_file(state_path), state_path);
+  // Each rank's data position is (epoch, batch index) of its own shard: with another world size
+  // the same position means other samples. (Older checkpoints did not record it: accepted.)
+  if (state.world_size > 0 && state.world_size != reducer->world_size())
+    throw ConfigError("checkpoint " + resume_from->path + " was written by a run with " +
+                          std::to_string(state.world_size) + " rank(s), this run has " +
+                          std::to_string(reducer->world_size()) + " (WORLD_SIZE)",
+                      state_path, "resume with " + std::to_string(state.world_size) + " rank(s) (torchrun "
+                      "--nproc_per_node/--nnodes, scripts/launch.sh --nproc), or start a new run from its weights: "
+                      "--set model.path=" + resume_from->path + " --set checkpoint.resume=off");
   resume_from->step = state.step;
   optimizer->load_state_tensors(read_all_tensors((sdir / kOptimizerFile).string()), (sdir / kOptimizerFile).string());
   {
@@ -513,6 +633,10 @@ void Trainer::Impl::log_run_summary() const {
                  a.coord_ctx_embed_mode, a.ctx_tau, a.init, cfg.coord.decode_mode, channel_b.batch_size,
                  cfg.rollout.decoding, cfg.channel_b.prefix_mode, cfg.channel_b.geo_weight,
                  cfg.channel_b.coord_decode_mode);
+    if (channel_b.async_producer)
+      spdlog::info("stage2: asynchronous Channel-B producer per rank: version_window {}, queue_limit {}, snapshot "
+                   "refresh every {} step(s), learner waits at a lag of {}",
+                   channel_b.version_window, channel_b.queue_limit, cfg.actor.sync_every, cfg.actor.max_lag);
     if (cfg.stage2.b_ratio < 1.0 && cfg.loss.geo.weight == 0.0 && cfg.loss.coord_dist.mode == "none")
       spdlog::warn("stage2 with loss.geo.weight = 0 and loss.coord_dist.mode = none: the self-context forwards "
                    "feed no loss, so Channel-A costs {} forwards for a Stage-1 update; set loss.geo.weight",
@@ -520,13 +644,14 @@ void Trainer::Impl::log_run_summary() const {
   }
 }
 
-void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
+void Trainer::Impl::write_checkpoint_contents(const std::string& dir, const data::ReasonCounts& skipped_all_ranks) {
   model->save(dir, {torch::kFloat, static_cast<uint64_t>(cfg.checkpoint.max_shard_bytes)});
   tok->save(dir);
   for (const auto& [name, bytes] : auxiliary_files) util::write_file_atomic((fs::path(dir) / name).string(), bytes);
   if (const char* pause = std::getenv(kPauseSaveEnv); pause && std::atoll(pause) == state.step) {
+    const char* seconds = std::strchr(pause, ':');  // N:S pauses S seconds, N alone 300
     std::cerr << "test hook: checkpoint save paused at step " << state.step << " in " << dir << std::endl;
-    std::this_thread::sleep_for(std::chrono::seconds(300));
+    std::this_thread::sleep_for(std::chrono::seconds(seconds ? std::atoll(seconds + 1) : 300));
   }
   const fs::path sdir = fs::path(dir) / kStateDir;
   fs::create_directories(sdir);
@@ -543,26 +668,135 @@ void Trainer::Impl::write_checkpoint_contents(const std::string& dir) {
   if (!exact.empty()) util::write_safetensors((sdir / kExactParamsFile).string(), exact);
   util::write_file_atomic((sdir / kConfigYaml).string(), config::dump_yaml(cfg));
   TrainerState s = state;
-  s.loader_state_json = loader->state().to_json();
+  data::LoaderState ls = loader->state();
+  ls.skipped = skipped_all_ranks;  // all ranks' (resumed: rank 0 starts from them, the others from 0)
+  s.loader_state_json = ls.to_json();
+  s.world_size = reducer->world_size();
   if (b_sampler) s.b_sampler_position = b_sampler->position();
+  s.b_producer_json = producer_json_for_save;
   s.config = flat_config;
   util::write_file_atomic((sdir / "state.json").string(), s.to_json());  // the completeness marker, last
 }
 
 std::string Trainer::Impl::save_checkpoint() {
   if (last_saved_step == state.step) return last_checkpoint;  // the same on every rank
+  reducer->set_context("checkpoint save at step " + std::to_string(state.step));
+  const data::ReasonCounts skipped = sum_over_ranks({loader->state().skipped}, *reducer)[0];
+  if (b_queue) producer_json_for_save = gather_producer_state();
   if (is_main()) {
     const double t0 = now_s();
-    last_checkpoint = checkpoints->save(state.step, [&](const std::string& dir) { write_checkpoint_contents(dir); });
+    last_checkpoint = checkpoints->save(state.step, [&](const std::string& dir) { write_checkpoint_contents(dir, skipped); });
     spdlog::info("saved checkpoint {} ({:.1f} s)", last_checkpoint, now_s() - t0);
   } else {
     last_checkpoint = checkpoints->path_for(state.step);
   }
   last_saved_step = state.step;
   // Only rank 0 writes; the others wait here so none runs ahead (or exits and gets resumed) while
-  // the checkpoint is incomplete.
-  reducer->barrier();
+  // the checkpoint is incomplete (dist.save_timeout_s: writing may take much longer than a step).
+  reducer->checkpoint_barrier();
   return last_checkpoint;
+}
+
+double Trainer::Impl::take_b_micro_batches(std::vector<PreparedBatch>& micro, StepStats& st) {
+  const int accum = cfg.train.grad_accum_steps;
+  const int64_t need = channel_b.batch_size * accum;
+  const double t0 = now_s();
+  std::optional<std::vector<RolloutItem>> items;
+  while (!(items = b_queue->take_ready(need))) {
+    actor->rethrow_if_failed();
+    // With a small version_window the current snapshot may never yield fresh items: refresh now.
+    if (actor->stats().snapshot_ver < state.step - channel_b.version_window) actor->request_refresh();
+    b_queue->wait_ready(need, 0.5);
+  }
+  const double waited = now_s() - t0;
+  size_t next = 0;
+  for (int i = 0; i < accum; ++i) {
+    std::vector<data::Sample> samples;
+    std::vector<BTarget> targets;
+    for (int64_t j = 0; j < channel_b.batch_size; ++j, ++next) {
+      RolloutItem& item = (*items)[next];
+      st.channel_b += item.diagnostics;
+      samples.push_back(std::move(item.sample));
+      targets.push_back(std::move(item.target));
+    }
+    micro.push_back(prepare_b_forward(std::move(samples), targets, channel_b, train_set->pad_id()));
+    for (int t = 0; t < coord::kNumTerms; ++t) st.counts[t] += micro.back().counts[t];
+    st.num_samples += micro.back().batch.size();
+    st.num_tokens += micro.back().batch.num_tokens;
+  }
+  return waited;
+}
+
+std::string Trainer::Impl::gather_producer_state() {
+  const RolloutQueue::ProducerState p = b_queue->producer_state();
+  std::vector<int64_t> mine{p.sampler_position};
+  for (const auto& pick : p.outstanding) {
+    mine.push_back(pick.index);
+    mine.push_back(pick.epoch);
+  }
+  nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
+  for (const auto& v : gather_over_ranks(mine, *reducer)) {
+    nlohmann::ordered_json r;
+    r["position"] = v.at(0);
+    r["outstanding"] = nlohmann::ordered_json::array();
+    for (size_t i = 1; i + 1 < v.size(); i += 2) r["outstanding"].push_back({v[i], v[i + 1]});
+    ranks.push_back(std::move(r));
+  }
+  nlohmann::ordered_json j;
+  j["ranks"] = std::move(ranks);
+  return j.dump();
+}
+
+void Trainer::Impl::add_async_metrics(nlohmann::ordered_json* rec, double queue_wait_s, double sync_wait_s) {
+  const RolloutQueueStats q = b_queue->stats();
+  const RolloutActorStats a = actor->stats();
+  const std::vector<int64_t> ints{q.raw, q.ready, q.ready_fresh, q.lag_max, q.dropped_stale, q.dropped_overflow,
+                                  a.rollouts, state.step - a.snapshot_ver, a.refreshes};
+  const std::vector<double> doubles{q.lag_mean * static_cast<double>(q.raw + q.ready), queue_wait_s, sync_wait_s,
+                                    static_cast<double>(a.rollouts) / std::max(now_s() - actor_start_s, 1e-9),
+                                    a.rollout_seconds, a.preprocess_seconds};
+  const auto all_i = gather_over_ranks(ints, *reducer);
+  const auto all_d = gather_over_ranks(doubles, *reducer);
+  int64_t raw = 0, ready = 0, fresh = 0, fresh_min = INT64_MAX, lag_max = 0, stale = 0, overflow = 0, rollouts = 0,
+          snapshot_lag = 0, refreshes = 0;
+  double lag_sum = 0.0, wait_max = 0.0, sync_max = 0.0, rate = 0.0, busy = 0.0, prep = 0.0;
+  for (size_t k = 0; k < all_i.size(); ++k) {
+    const auto& v = all_i[k];
+    const auto& d = all_d[k];
+    raw += v[0];
+    ready += v[1];
+    fresh += v[2];
+    fresh_min = std::min(fresh_min, v[2]);
+    lag_max = std::max(lag_max, v[3]);
+    stale += v[4];
+    overflow += v[5];
+    rollouts += v[6];
+    snapshot_lag = std::max(snapshot_lag, v[7]);
+    refreshes += v[8];
+    lag_sum += d[0];
+    wait_max = std::max(wait_max, d[1]);
+    sync_max = std::max(sync_max, d[2]);
+    rate += d[3];
+    busy += d[4];
+    prep += d[5];
+  }
+  nlohmann::ordered_json& r = *rec;
+  r["queue_raw"] = raw;  // summed over ranks
+  r["queue_ready"] = ready;
+  r["queue_ready_fresh"] = fresh;
+  r["queue_ready_fresh_min"] = fresh_min;  // the routing quantity: the least-filled rank
+  r["queue_lag_mean"] = raw + ready > 0 ? lag_sum / static_cast<double>(raw + ready) : 0.0;
+  r["queue_lag_max"] = lag_max;
+  r["queue_dropped_stale"] = stale;        // cumulative, this run
+  r["queue_dropped_overflow"] = overflow;
+  r["actor_rollouts"] = rollouts;
+  r["actor_rollouts_per_s"] = rate;        // wall-clock rate since the actors started, all ranks
+  r["actor_busy_s"] = busy / static_cast<double>(all_i.size());  // mean rank's time generating
+  r["actor_preprocess_s"] = prep / static_cast<double>(all_i.size());
+  r["actor_refreshes"] = refreshes;
+  r["actor_snapshot_lag"] = snapshot_lag;  // steps, the most-lagging rank
+  r["b_queue_wait_s"] = wait_max;          // this step: the learner's wait for ready rollouts (slowest rank)
+  r["actor_sync_wait_s"] = sync_max;       // this step: the learner's wait for a refresh (max_lag)
 }
 
 void Trainer::Impl::run_validation() {
@@ -688,9 +922,38 @@ TrainResult Trainer::Impl::train_loop() {
 
   const auto stop_planned = [&] { return cfg.train.stop_at_step > 0 && state.step >= cfg.train.stop_at_step; };
   if (stop_planned() && state.step < total_steps) result.stopped_at_step = true;  // resumed at or past it
+  const int64_t b_update_items = channel_b.batch_size * accum;
+  if (b_queue && state.step < total_steps && !result.stopped_at_step) {
+    learner_weights.model = &*model;
+    learner_weights.version = state.step;
+    // On CPU the actor decodes with one intra-op thread (decode's small ops gain nothing from more)
+    // on a core the learner should leave free: more runnable threads than cores make OpenMP / BLIS
+    // workers spin-wait for descheduled partners (docs/performance.md).
+    const int actor_threads = runtime.device.is_cpu() ? 1 : at::get_num_threads();
+    const auto cores = static_cast<int>(std::thread::hardware_concurrency());
+    if (runtime.device.is_cpu() && cores > 0 && at::get_num_threads() + actor_threads > cores)
+      spdlog::warn("channel_b.producer async on CPU: the learner's {} compute thread(s) and the actor's {} exceed "
+                   "the {} hardware threads; set train.num_threads to {} so they do not slow each other down",
+                   at::get_num_threads(), actor_threads, cores, std::max(1, cores - actor_threads));
+    actor = std::make_unique<RolloutActor>(learner_weights, train_set, channel_b, cfg.actor, *b_queue, actor_threads,
+                                           b_update_items);
+    actor_start_s = now_s();
+    // Test hook: COORDEXP_TEST_ACTOR_DELAY_MS=<rank 0 ms>,<rank 1 ms>,... slows chosen ranks' actors
+    // (deliberately unequal queue fill across ranks).
+    if (const char* d = std::getenv("COORDEXP_TEST_ACTOR_DELAY_MS"); d && *d) {
+      std::stringstream ss(d);
+      std::string part;
+      for (int r = 0; std::getline(ss, part, ','); ++r)
+        if (r == reducer->rank() && !part.empty()) actor->set_batch_delay_ms(std::stoi(part));
+    }
+  }
   while (state.step < total_steps && !result.stopped_at_step) {
+    reducer->set_context("step " + std::to_string(state.step + 1));  // named by a failed collective
     // 0. The step's kind, agreed by all ranks; it holds for every micro-batch of the step.
-    const StepKind kind = router->kind_for(state.step);
+    RouteInputs route;
+    route.num_b_steps = state.num_b_steps;
+    route.b_ready = b_queue && b_queue->ready_fresh() >= b_update_items;
+    const StepKind kind = router->kind_for(state.step, route);
     const bool is_b = kind == StepKind::kChannelB;
     const std::array<double, coord::kNumTerms> step_weights = is_b ? channel_b.term_weights : weights;
     const int64_t gate_step = state.step;
@@ -699,7 +962,9 @@ TrainResult Trainer::Impl::train_loop() {
     // B micro-batches come from the B sampler and are rolled out here (B0-B3), not from the loader.
     std::vector<PreparedBatch> micro;
     StepStats st;
-    for (int i = 0; i < accum; ++i) {
+    double queue_wait_s = 0.0;
+    if (is_b && b_queue) queue_wait_s = take_b_micro_batches(micro, st);
+    for (int i = 0; i < accum && !(is_b && b_queue); ++i) {
       if (is_b) {
         data::ReasonCounts skipped;
         ChannelBBatch cb = prepare_channel_b(*model, *train_set, b_sampler->next(channel_b.batch_size), state.step,
@@ -731,7 +996,8 @@ TrainResult Trainer::Impl::train_loop() {
     ++state.step;
     if (is_b) {
       ++state.num_b_steps;
-      state.b_sampler_position = b_sampler->position();
+      if (b_sampler) state.b_sampler_position = b_sampler->position();
+      if (actor) b_skipped = actor->skipped();
       // Every rank logs it (train.rank<k>.log): the kinds of all ranks can be compared afterwards.
       const ChannelBDiagnostics& b = st.channel_b;
       progress.clear();
@@ -765,11 +1031,23 @@ TrainResult Trainer::Impl::train_loop() {
                    state.step, nonfinite, state.consecutive_nonfinite, cfg.train.max_nonfinite_steps);
     } else {
       scale_grads(optimizer->trainable(), clip_factor(norm, cfg.optim.grad_clip));
-      optimizer->step(lr);
+      {
+        std::lock_guard<std::mutex> lock(learner_weights.mutex);  // the actor copies weights between updates only
+        optimizer->step(lr);
+      }
       optimizer->zero_grad();
       state.consecutive_nonfinite = 0;
     }
     result.last_loss = loss;
+    double actor_sync_wait_s = 0.0;
+    if (actor) {
+      {
+        std::lock_guard<std::mutex> lock(learner_weights.mutex);
+        learner_weights.version = state.step;
+      }
+      b_queue->set_version(state.step);
+      actor_sync_wait_s = actor->after_step(state.step);
+    }
 
     // 4. What users see.
     const double t = now_s();
@@ -787,6 +1065,21 @@ TrainResult Trainer::Impl::train_loop() {
     // B steps are rare and carry their own diagnostics: always logged.
     const bool log_step =
         state.step % cfg.train.log_every == 0 || state.step == total_steps || !nonfinite.empty() || is_b;
+    // Skip counters summed over ranks: a collective, so every rank at each logged step.
+    std::map<std::string, int64_t> counters;
+    data::ReasonCounts b_skipped_all;
+    if (log_step) {
+      counters = loader->counters();
+      const auto sums = sum_over_ranks({loader->state().skipped, is_b ? b_skipped : data::ReasonCounts{}}, *reducer);
+      for (auto it = counters.begin(); it != counters.end();)
+        it = it->first.rfind("data_skipped_", 0) == 0 ? counters.erase(it) : std::next(it);
+      for (const auto& [reason, n] : sums[0]) counters["data_skipped_" + reason] = n;
+      b_skipped_all = sums[1];
+    }
+    nlohmann::ordered_json async_rec;  // every rank takes part in its collectives
+    if (log_step && actor) {
+      add_async_metrics(&async_rec, queue_wait_s, actor_sync_wait_s);
+    }
     if (log_step && is_main()) {
       nlohmann::ordered_json rec;
       rec["step"] = state.step;
@@ -807,9 +1100,10 @@ TrainResult Trainer::Impl::train_loop() {
         rec["step_kind"] = step_kind_name(kind);
         rec["b_ratio_realized"] = router->realized_b_ratio();
         rec["num_b_steps"] = state.num_b_steps;
+        for (const auto& [k, v] : async_rec.items()) rec[k] = v;
         if (is_b) {
           add_channel_b_metrics(rec, st.channel_b, reducer->world_size(), channel_b.matching.at_step(gate_step));
-          for (const auto& [reason, n] : b_skipped) rec["b_skipped_" + reason] = n;
+          for (const auto& [reason, n] : b_skipped_all) rec["b_skipped_" + reason] = n;
         } else {
           rec["a_decoder_forwards"] = st.channel_a.decoder_forwards;
           if (st.channel_a.num_slots > 0) {
@@ -821,7 +1115,7 @@ TrainResult Trainer::Impl::train_loop() {
       }
       rec["num_samples"] = state.num_samples;
       rec["num_tokens"] = state.num_tokens;
-      for (const auto& [k, v] : loader->counters()) rec[k] = v;
+      for (const auto& [k, v] : counters) rec[k] = v;
       metrics->write(rec);
       progress.log_line(snap);
     }
@@ -872,6 +1166,16 @@ TrainResult Trainer::Impl::train_loop() {
       state.step % cfg.train.eval_every != 0)
     run_validation();
   save_checkpoint();
+  if (actor) {
+    const RolloutActorStats a = actor->stats();
+    actor->stop();
+    actor.reset();
+    const RolloutQueueStats q = b_queue->stats();
+    spdlog::info("Channel-B actor: {} rollouts in {:.1f} s busy ({} refreshes); queue: {} consumed, {} dropped stale, "
+                 "{} dropped overflow, {} left (rolled out again on resume)",
+                 a.rollouts, a.rollout_seconds, a.refreshes, q.consumed, q.dropped_stale, q.dropped_overflow,
+                 q.raw + q.ready);
+  }
   result.steps_done = state.step;
   result.last_checkpoint = last_checkpoint;
   spdlog::info("training {} at step {}/{}; last checkpoint {}",

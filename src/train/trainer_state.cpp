@@ -28,6 +28,8 @@ std::string TrainerState::to_json() const {
   j["data_loader"] = nlohmann::ordered_json::parse(loader_state_json.empty() ? "{}" : loader_state_json);
   j["b_sampler_position"] = b_sampler_position;
   j["num_b_steps"] = num_b_steps;
+  if (!b_producer_json.empty()) j["b_producer"] = nlohmann::ordered_json::parse(b_producer_json);
+  j["world_size"] = world_size;
   j["config"] = config;
   return j.dump(2) + "\n";
 }
@@ -52,6 +54,11 @@ TrainerState TrainerState::from_json(const std::string& text, const std::string&
   // Channel-B state arrived after version 1 files existed: absent = no B step yet.
   if (j.contains("b_sampler_position")) get_int("b_sampler_position", s.b_sampler_position);
   if (j.contains("num_b_steps")) get_int("num_b_steps", s.num_b_steps);
+  if (j.contains("world_size")) get_int("world_size", s.world_size);  // absent before world sizes were checked
+  if (j.contains("b_producer")) {
+    if (!j["b_producer"].is_object()) throw FormatError("key b_producer is not an object", where, hint);
+    s.b_producer_json = j["b_producer"].dump();
+  }
   if (!j.contains("data_loader") || !j["data_loader"].is_object())
     throw FormatError("key data_loader missing or not an object", where, hint);
   s.loader_state_json = j["data_loader"].dump();

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "coordexp/config/sections/actor.h"
 #include "coordexp/config/sections/channel_a.h"
 #include "coordexp/config/sections/channel_b.h"
 #include "coordexp/config/sections/checkpoint.h"
@@ -42,6 +43,7 @@ struct RunConfig {
   Stage2Options stage2;
   ChannelAOptions channel_a;
   ChannelBOptions channel_b;
+  ActorOptions actor;
   RolloutOptions rollout;
   EvalOptions eval;
   InferOptions infer;
@@ -76,6 +78,8 @@ void visit_fields(V& v, RunConfig& c) {
                          "replaced by the model's own coord belief.", c.channel_a);
   v.section("channel_b", "Channel-B: rollout, strict parse, Hungarian matching with gates (channel_b.matching), "
                          "FN injection and the one teacher-forced forward.", c.channel_b);
+  v.section("actor", "The asynchronous Channel-B rollout actor (channel_b.producer: async): when its weight "
+                     "snapshot is refreshed from the learner.", c.actor);
   v.section("rollout", "Autoregressive generation: greedy or temperature / top-k / top-p sampling, "
                        "stop tokens, batch size, repetition penalty, beam search, constrained decoding (`generate`, "
                        "`infer`, Channel-B rollouts).", c.rollout);

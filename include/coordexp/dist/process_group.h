@@ -20,6 +20,7 @@ namespace coordexp::dist {
 struct GroupOptions {
   std::string backend = "auto";              // auto (nccl on CUDA when available, else gloo) | gloo | nccl
   int timeout_s = 1800;                      // rendezvous and per-collective timeout, seconds (> 0)
+  int save_timeout_s = 7200;                 // checkpoint_barrier()'s timeout, seconds (> 0)
   int64_t bucket_bytes = int64_t{25} << 20;  // cap of one flat gradient bucket (> 0)
 };
 
@@ -38,7 +39,10 @@ std::vector<std::vector<size_t>> plan_buckets(const std::vector<torch::Tensor>& 
 class ProcessGroup {
  public:
   // Joins (or hosts, on rank 0) the rendezvous and creates the group; blocks until all
-  // env.world_size ranks joined. A CUDA run first makes cuda:env.local_rank the current device. Throws
+  // env.world_size ranks joined. A CUDA run first makes cuda:env.local_rank the current device. NCCL:
+  // turns on blocking wait (TORCH_NCCL_BLOCKING_WAIT=1 on LibTorch >= 2.2, NCCL_BLOCKING_WAIT=1
+  // before) unless the environment already sets it or async error handling, so a collective that
+  // does not finish within timeout_s throws instead of hanging. Throws
   // ConfigError for a bad backend choice and std::runtime_error naming MASTER_ADDR:MASTER_PORT when
   // the rendezvous fails or times out (options.timeout_s).
   static std::unique_ptr<ProcessGroup> connect(const LaunchEnv& env, const GroupOptions& options,
@@ -62,6 +66,14 @@ class ProcessGroup {
   int64_t broadcast(int64_t value);
   std::string broadcast(const std::string& value);
   void barrier();
+  // A barrier that waits up to options.save_timeout_s (through the rendezvous store, so neither
+  // Gloo's nor NCCL's per-collective timeout applies): the ranks waiting while rank 0 writes a
+  // checkpoint.
+  void checkpoint_barrier();
+
+  // What the ranks are doing ("step 12"); failed collectives name it in their error, e.g. "dist:
+  // step 12: gradient all-reduce (bucket 1 of 3) on rank 0 of 2 failed ...". Empty = setup.
+  void set_context(std::string context);
 
   int64_t num_collectives() const;  // collectives issued so far (tests check the bucketing)
 

@@ -41,6 +41,9 @@ struct ChannelBSettings {
   std::array<double, coord::kNumTerms> term_weights{};  // of `loss`, matched geo x matched_geo_weight
   rollout::GenerationOptions generation;  // rollout.*; sampling rows seeded per (step, sample)
   int64_t max_length = 8192;         // data.max_length: prompt + y_in tokens
+  bool async_producer = false;       // channel_b.producer: async (rollout_actor.h)
+  int64_t version_window = 2;        // async: freshness window (rollout_queue.h)
+  int64_t queue_limit = 32;          // async: items held per rank
 
   static ChannelBSettings from_config(const config::RunConfig& config, const tokenizer::Tokenizer& tok);
 };
@@ -98,6 +101,26 @@ struct ChannelBBatch {
   std::vector<BTarget> targets;
   ChannelBDiagnostics diagnostics;
 };
+
+// The pieces of prepare_channel_b, shared with the asynchronous actor (rollout_actor.h), which runs
+// B0 on its rollout thread and B1-B3 on its preprocess thread.
+// The picks' samples (prompt ids + images); a sample the dataset cannot build is skipped and counted.
+struct BSamples {
+  std::vector<data::Sample> samples;
+  std::vector<BSampler::Pick> picks;  // of the samples kept, in order
+};
+BSamples load_b_samples(const data::DetectionDataset& dataset, const std::vector<BSampler::Pick>& picks,
+                        data::ReasonCounts* skipped = nullptr);
+// B0: one batched rollout of the samples' prompts with `model` in no-grad, sampling rows seeded by
+// (rollout.seed, ver, dataset index): ver is the optimizer step of the weights (a sync B step: the
+// step itself), so a sample draws the same tokens whichever producer, batch or rank rolls it out.
+rollout::GenerationResult rollout_b_samples(model::Qwen3VL& model, const BSamples& samples, int64_t ver,
+                                            const ChannelBSettings& settings);
+// B1-B3 for one rollout `row` of `sample` (dataset record `record`) with the gates of step `ver`;
+// adds this rollout's counts to `d` (not the times).
+BTarget build_b_target_for_row(const rollout::GeneratedRow& row, const data::Record& record,
+                               const data::Sample& sample, int64_t ver, const tokenizer::Tokenizer& tok,
+                               const ChannelBSettings& settings, ChannelBDiagnostics& d);
 
 // B0-B3 for `picks` at optimizer step `step` (0-based; sets the gate curriculum and the sampling
 // seeds): builds the samples, rolls them out with `model` in eval/no-grad, builds y_in and the masks.

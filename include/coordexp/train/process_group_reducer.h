@@ -21,6 +21,8 @@ class ProcessGroupReducer final : public StepReducer {
   void sum_gradients(const std::vector<torch::Tensor>& grads) override { group_->all_reduce_sum(grads); }
   void broadcast(std::string& value) override { value = group_->broadcast(value); }
   void barrier() override { group_->barrier(); }
+  void checkpoint_barrier() override { group_->checkpoint_barrier(); }
+  void set_context(const std::string& context) override { group_->set_context(context); }
 
   dist::ProcessGroup& group() { return *group_; }
 

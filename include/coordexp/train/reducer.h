@@ -1,7 +1,7 @@
 // The collectives a training step needs, behind a small interface so data parallelism plugs in
 // from outside: summing supervised-item counts before the forward, summing gradients and metric
 // sums after the backward, agreeing on rank 0's choices (resume checkpoint, stop), and a barrier
-// around checkpoint writes. LocalReducer is the single-process identity; ProcessGroupReducer
+// around checkpoint writes (with its own timeout). LocalReducer is the single-process identity; ProcessGroupReducer
 // (process_group_reducer.h) runs them over a c10d process group (src/dist).
 #pragma once
 
@@ -30,6 +30,11 @@ class StepReducer {
   virtual void broadcast(std::string& value) = 0;
   // Returns once every rank has called it.
   virtual void barrier() = 0;
+  // The barrier around a checkpoint write (rank 0 writes, the others wait): its own, longer
+  // timeout (dist.save_timeout_s) where there is one.
+  virtual void checkpoint_barrier() { barrier(); }
+  // What the ranks are doing ("step 12"): a collective that fails names it in its error.
+  virtual void set_context(const std::string& /*context*/) {}
 };
 
 class LocalReducer final : public StepReducer {

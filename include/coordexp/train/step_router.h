@@ -21,13 +21,24 @@ const char* step_kind_name(StepKind kind);  // "stage1" | "A" | "B" (metrics' st
 // (s * rho) with a 1e-9 guard against representation error.
 bool deterministic_is_b(int64_t step, double b_ratio);
 
+// queue schedule (seed 6.1.1): with all ranks ready, step `step` is B iff the realized ratio so far,
+// num_b_steps / step, is below b_ratio (step 0: iff b_ratio > 0). Same 1e-9 guard.
+bool queue_wants_b(int64_t step, int64_t num_b_steps, double b_ratio);
+
+// What the queue schedule needs from this rank for one step (ignored by the deterministic one).
+struct RouteInputs {
+  int64_t num_b_steps = 0;  // B steps done before `step` (identical on all ranks)
+  bool b_ready = false;     // this rank holds enough fresh ready rollouts for the whole update
+};
+
 class StepRouter {
  public:
   // `stage2` false: every step is kStage1. `reducer` must outlive the router.
   StepRouter(bool stage2, const config::Stage2Options& options, StepReducer& reducer);
 
-  // The kind of optimizer step `step` (0-based: the step about to run), agreed by all ranks.
-  StepKind kind_for(int64_t step);
+  // The kind of optimizer step `step` (0-based: the step about to run), agreed by all ranks. Every
+  // rank calls it for every step (collectives: 1 for deterministic, 2 for queue).
+  StepKind kind_for(int64_t step, const RouteInputs& inputs = {});
 
   // Fraction of B among the last kWindow routed steps (0 before any).
   double realized_b_ratio() const;

@@ -28,7 +28,8 @@ struct TrainResult {
 
 // Test-only environment hook: when COORDEXP_TEST_PAUSE_SAVE_AT_STEP=N, the save of checkpoint N stops
 // after the model files are in its temporary directory (before trainer_state/), prints
-// "test hook: checkpoint save paused" to stderr and sleeps, so a test can kill the process mid-save.
+// "test hook: checkpoint save paused" to stderr and sleeps (300 s, or S seconds for N:S), so a test can
+// kill the process mid-save or make the other ranks wait at the checkpoint barrier.
 inline constexpr const char* kPauseSaveEnv = "COORDEXP_TEST_PAUSE_SAVE_AT_STEP";
 
 // Whether a run with this config computes on CUDA (train.device / model.device, and what this

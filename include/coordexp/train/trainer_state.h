@@ -20,6 +20,10 @@ struct TrainerState {
   std::string loader_state_json;      // data::LoaderState::to_json() of rank 0
   int64_t b_sampler_position = 0;     // Channel-B sampler: global positions consumed (b_sampler.h)
   int64_t num_b_steps = 0;            // Channel-B optimizer steps done
+  // channel_b.producer async: {"ranks": [{"position": g, "outstanding": [[index, epoch], ...]}, ...]},
+  // each rank's B sampler position and the samples drawn but not yet trained on ("" = none).
+  std::string b_producer_json;
+  int64_t world_size = 0;             // ranks of the run that wrote it (0 = not recorded: older files)
   std::map<std::string, std::string> config;  // dotted key -> value text (config::format_value)
 
   std::string to_json() const;

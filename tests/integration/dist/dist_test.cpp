@@ -23,6 +23,7 @@
 #include "coordexp/train/checkpoint.h"
 #include "coordexp/train/trainer.h"
 #include "coordexp/util/fs.h"
+#include "integration/dist/spawn.h"
 #include "integration/train/fixture.h"
 
 namespace coordexp::dist {
@@ -32,84 +33,10 @@ using train::testing::Assets;
 using train::testing::base_config;
 using train::testing::fresh_dir;
 using train::testing::metrics_with;
+using coordexp::dist::testing::logs_of;
+using coordexp::dist::testing::run_ranks;
 
 const char* const kWorkerEnv = "COORDEXP_DIST_TEST_WORKER";
-
-// A TCP port on localhost that was free a moment ago.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error("cannot get a free port");
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// Runs `argv` as ranks 0..world-1 (torchrun's variables set; output to log_prefix.rank<k>.log) and
-// returns their exit codes; kills them all after timeout_s.
-std::vector<int> run_ranks(int world, const std::vector<std::string>& argv, const std::string& log_prefix,
-                           int timeout_s, const std::vector<std::string>& extra_env = {}) {
-  const int port = free_port();
-  std::vector<pid_t> pids;
-  for (int r = 0; r < world; ++r) {
-    const std::string log = log_prefix + ".rank" + std::to_string(r) + ".log";
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
-      ::setenv("LOCAL_WORLD_SIZE", std::to_string(world).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      for (const auto& e : extra_env) ::putenv(const_cast<char*>(e.c_str()));
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-    pids.push_back(pid);
-  }
-  std::vector<int> codes(pids.size(), -1);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  size_t left = pids.size();
-  while (left > 0) {
-    for (size_t i = 0; i < pids.size(); ++i) {
-      int status = 0;
-      if (codes[i] != -1 || ::waitpid(pids[i], &status, WNOHANG) != pids[i]) continue;
-      codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      --left;
-    }
-    if (left > 0 && std::chrono::steady_clock::now() > deadline) {
-      for (size_t i = 0; i < pids.size(); ++i)
-        if (codes[i] == -1) {
-          ::kill(pids[i], SIGKILL);
-          ::waitpid(pids[i], nullptr, 0);
-          codes[i] = 200;  // timed out
-        }
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return codes;
-}
-
-std::string logs_of(const std::string& log_prefix, int world) {
-  std::string out;
-  for (int r = 0; r < world; ++r) {
-    const std::string p = log_prefix + ".rank" + std::to_string(r) + ".log";
-    out += "---- " + p + "\n" + (fs::exists(p) ? util::read_file(p) : std::string("(missing)\n"));
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // (1) Collectives. The worker body runs only inside the ranks spawned by the test below.

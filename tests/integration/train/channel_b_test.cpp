@@ -16,7 +16,10 @@
 #include "coordexp/model/qwen3vl.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/train/channel_b_step.h"
+#include "coordexp/train/step_router.h"
 #include "coordexp/train/trainer.h"
+#include "coordexp/util/error.h"
+#include "coordexp/util/fs.h"
 #include "fixture.h"
 
 namespace coordexp::train {
@@ -171,6 +174,142 @@ TEST(ChannelB, TrainerAlternatesAAndBAndResumesBitExactly) {
   }
 }
 
+
+// The parameters of a saved checkpoint's model, by key.
+std::map<std::string, torch::Tensor> checkpoint_params(const std::string& dir) {
+  return model::Qwen3VL::load(dir).named_parameters();
+}
+
+config::RunConfig async_config(const std::string& dir) {
+  config::RunConfig c = testing::base_config(dir);
+  c.train.stage = "stage2";
+  c.train.micro_batch_size = 2;
+  c.rollout.max_new_tokens = 16;
+  c.loss.geo.weight = 1.0;
+  c.channel_b.producer = "async";
+  return c;
+}
+
+// With version_window 0 and a refresh after every step, the asynchronous actor must roll out exactly
+// what the synchronous path rolls out (same samples, same weights, same seeds), so the two runs
+// train bit-identically: the actor/queue/preprocess path changes where work happens, not what.
+TEST(ChannelB, AsyncProducerWithWindowZeroTrainsOnTheSameItemsAsSync) {
+  const std::string dir_sync = testing::fresh_dir("channel_b_sync_ref");
+  config::RunConfig c = async_config(dir_sync);
+  c.channel_b.producer = "sync";
+  c.train.max_steps = 6;
+  c.stage2.b_ratio = 0.5;
+  {
+    Trainer t(c);
+    t.run();
+  }
+  const std::string dir_async = testing::fresh_dir("channel_b_async_w0");
+  config::RunConfig ca = c;
+  ca.train.output_dir = dir_async;
+  ca.channel_b.producer = "async";
+  ca.channel_b.version_window = 0;
+  ca.actor.sync_every = 1;
+  {
+    Trainer t(ca);
+    t.run();
+  }
+  const auto rs = testing::metrics_with(dir_sync, "step_kind");
+  const auto ra = testing::metrics_with(dir_async, "step_kind");
+  ASSERT_EQ(rs.size(), 6u);
+  ASSERT_EQ(ra.size(), 6u);
+  int num_b = 0;
+  for (size_t i = 0; i < rs.size(); ++i) {
+    EXPECT_EQ(ra[i]["step_kind"], rs[i]["step_kind"]);
+    EXPECT_EQ(ra[i]["loss"].get<double>(), rs[i]["loss"].get<double>()) << "step " << i + 1;
+    if (rs[i]["step_kind"] == "B") {
+      ++num_b;
+      for (const char* k : {"b_num_rollouts", "b_num_matched", "b_num_fp", "b_num_fn", "b_num_valid_pred",
+                            "b_rollout_len_mean", "b_y_in_len_mean"})
+        EXPECT_EQ(ra[i][k], rs[i][k]) << k << " at step " << i + 1;
+      EXPECT_TRUE(ra[i].contains("b_queue_wait_s")) << ra[i];
+      EXPECT_EQ(ra[i]["queue_dropped_overflow"], 0);
+    }
+    for (const char* k : {"queue_raw", "queue_ready", "queue_ready_fresh", "queue_lag_mean", "queue_lag_max",
+                          "queue_dropped_stale", "actor_rollouts", "actor_rollouts_per_s", "actor_snapshot_lag"})
+      EXPECT_TRUE(ra[i].contains(k)) << k << " in " << ra[i];
+  }
+  EXPECT_EQ(num_b, 3);
+  const auto ps = checkpoint_params(dir_sync + "/checkpoint-6");
+  const auto pa = checkpoint_params(dir_async + "/checkpoint-6");
+  ASSERT_EQ(ps.size(), pa.size());
+  for (const auto& [k, t] : ps) EXPECT_TRUE(torch::equal(t, pa.at(k))) << k;
+}
+
+// The queue schedule: B only when the rollouts are ready and the realized ratio is below b_ratio;
+// a resumed run rolls the queued samples out again and continues.
+TEST(ChannelB, QueueScheduleRoutesByReadyRolloutsAndResumes) {
+  const std::string dir = testing::fresh_dir("channel_b_queue");
+  config::RunConfig c = async_config(dir);
+  c.stage2.schedule = "queue";
+  c.stage2.b_ratio = 0.5;
+  c.channel_b.version_window = 2;
+  c.actor.sync_every = 1;
+  c.train.max_steps = 10;
+  c.train.stop_at_step = 6;
+  c.checkpoint.every = 3;
+  c.checkpoint.resume = "auto";
+  {
+    Trainer t(c);
+    const TrainResult r = t.run();
+    EXPECT_TRUE(r.stopped_at_step);
+  }
+  const auto first = testing::metrics_with(dir, "step_kind");
+  ASSERT_EQ(first.size(), 6u);
+  const auto state = nlohmann::json::parse(util::read_file(dir + "/checkpoint-6/trainer_state/state.json"));
+  ASSERT_TRUE(state.contains("b_producer")) << state;
+  ASSERT_EQ(state["b_producer"]["ranks"].size(), 1u);
+  c.train.stop_at_step = 0;
+  {
+    Trainer t(c);
+    EXPECT_EQ(t.step(), 6);
+    t.run();
+  }
+  const auto recs = testing::metrics_with(dir, "step_kind");
+  ASSERT_EQ(recs.size(), 10u);
+  int64_t num_b = 0;
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const bool b = recs[i]["step_kind"] == "B";
+    if (b) {
+      // B needs the whole update ready (2 rollouts) and the ratio so far below 0.5.
+      EXPECT_TRUE(queue_wants_b(static_cast<int64_t>(i), num_b, 0.5)) << "step " << i + 1;
+      EXPECT_EQ(recs[i]["b_num_rollouts"], 2);
+      ++num_b;
+    }
+    EXPECT_EQ(recs[i]["num_b_steps"], num_b);
+    EXPECT_LE(recs[i]["queue_lag_max"].get<int64_t>(), 2) << recs[i];
+  }
+  EXPECT_GE(num_b, 1) << "the actor produced no update's worth of rollouts in 10 steps";
+}
+
+TEST(ChannelB, QueueScheduleConfigErrorsNameBothKeys) {
+  config::RunConfig c = async_config(testing::fresh_dir("channel_b_queue_err"));
+  c.stage2.schedule = "queue";
+  c.channel_b.producer = "sync";
+  try {
+    Trainer t(c);
+    FAIL() << "queue with a sync producer was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.where()).find("stage2.schedule"), std::string::npos) << e.where();
+    EXPECT_NE(std::string(e.where()).find("channel_b.producer"), std::string::npos) << e.where();
+  }
+  c.channel_b.producer = "async";
+  c.channel_b.version_window = 1;
+  c.actor.sync_every = 3;
+  try {
+    Trainer t(c);
+    FAIL() << "version_window < sync_every was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.where()).find("actor.sync_every"), std::string::npos) << e.where();
+  }
+  c.actor.sync_every = 1;
+  c.channel_b.queue_limit = 1;  // one update needs 2
+  EXPECT_THROW(Trainer{c}, ConfigError);
+}
 
 TEST(ChannelB, InspectBPrintsTheTargetAsJson) {
   const Assets& a = Assets::get();

@@ -3,6 +3,7 @@
 // dump -> reload unchanged.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -53,6 +54,27 @@ TEST(RunConfig, DefaultsValidateAndCommittedConfigsResolve) {
   EXPECT_EQ(tiny.checkpoint.resume, "off");           // a string, not YAML 1.1's boolean
   EXPECT_EQ(tiny.checkpoint.max_shard_bytes, 0);
   EXPECT_EQ(tiny.train.epochs, 1);                    // default
+}
+
+// Every committed config under configs/ loads (extends: chains included) and validates.
+TEST(RunConfig, EveryCommittedConfigLoadsAndValidates) {
+  int n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(kSource + "/configs")) {
+    if (e.path().extension() != ".yaml") continue;
+    if (e.path().filename() == "model.yaml") continue;  // configs/demo/model.yaml is a make-tiny spec
+    ++n;
+    EXPECT_NO_THROW({
+      auto c = coordexp::config::read_options<RunConfig>(ConfigTree::load_file(e.path().string()));
+      coordexp::config::validate_options(c);
+    }) << e.path();
+  }
+  EXPECT_GE(n, 10);
+  const auto async = coordexp::config::read_options<RunConfig>(
+      ConfigTree::load_file(kSource + "/configs/stage2/mixture_async.yaml"));
+  EXPECT_EQ(async.stage2.schedule, "queue");
+  EXPECT_EQ(async.channel_b.producer, "async");
+  EXPECT_GE(async.channel_b.version_window, async.actor.sync_every);
+  EXPECT_EQ(async.train.stage, "stage2");  // from channel_a.yaml through mixture.yaml
 }
 
 TEST(RunConfig, ErrorsNameTheFileKeyAndFix) {

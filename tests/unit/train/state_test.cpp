@@ -28,8 +28,10 @@ TEST(TrainerState, RoundTripsAndRejectsForeignOrDamagedFiles) {
   s.consecutive_nonfinite = 1;
   s.loader_state_json = R"({"epoch":1,"batch":4,"skipped":{"too_long":2}})";
   s.config = {{"optim.lr", "0.001"}, {"train.seed", "3"}};
+  s.world_size = 4;
   const TrainerState r = TrainerState::from_json(s.to_json(), "state.json");
   EXPECT_EQ(r.step, 12);
+  EXPECT_EQ(r.world_size, 4);
   EXPECT_EQ(r.num_samples, 96);
   EXPECT_EQ(r.num_tokens, 12345);
   EXPECT_EQ(r.num_nonfinite_skipped, 2);
@@ -40,6 +42,8 @@ TEST(TrainerState, RoundTripsAndRejectsForeignOrDamagedFiles) {
   EXPECT_THROW(TrainerState::from_json("{", "x"), FormatError);
   EXPECT_THROW(TrainerState::from_json(R"({"format": "other", "version": 1})", "x"), FormatError);
   auto j = nlohmann::json::parse(s.to_json());
+  j.erase("world_size");  // written before world sizes were recorded: 0 = unknown, accepted
+  EXPECT_EQ(TrainerState::from_json(j.dump(), "x").world_size, 0);
   j.erase("step");
   try {
     TrainerState::from_json(j.dump(), "ckpt/trainer_state/state.json");
