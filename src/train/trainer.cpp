@@ -186,6 +186,21 @@ std::vector<data::ReasonCounts> sum_over_ranks(const std::vector<data::ReasonCou
   return out;
 }
 
+// A loader's counters (data::DataLoader::counters) over all ranks: each rank skips and pads within
+// its own shard, so those are summed; data_invalid_* come from the file scan every rank does alike.
+// A collective: every rank calls it.
+std::map<std::string, int64_t> loader_counters_over_ranks(const data::DataLoader& loader, StepReducer& reducer) {
+  std::map<std::string, int64_t> c = loader.counters();
+  for (auto it = c.begin(); it != c.end();) it = it->first.rfind("data_skipped_", 0) == 0 ? c.erase(it) : std::next(it);
+  const std::vector<data::ReasonCounts> skipped = sum_over_ranks({loader.state().skipped}, reducer);  // named:
+  for (const auto& [reason, n] : skipped[0]) c["data_skipped_" + reason] = n;  // [0] of a temporary would dangle
+  std::vector<int64_t> shard{c["data_padded_samples"], c["data_dropped_samples"]};
+  if (reducer.world_size() > 1) reducer.sum(shard);
+  c["data_padded_samples"] = shard[0];
+  c["data_dropped_samples"] = shard[1];
+  return c;
+}
+
 // Summed statistics of one optimizer step (or one validation pass) across micro-batches.
 struct StepStats {
   coord::TermSums sums{};
@@ -823,7 +838,7 @@ void Trainer::Impl::run_validation() {
   rec["val_loss"] = loss;
   for (const auto& m : coord::loss_metrics(st.sums, st.counts, st.active, st.iou_kind)) rec["val_" + m.name] = m.value;
   rec["val_samples"] = st.num_samples;
-  for (const auto& [k, v] : val_loader.counters()) rec["val_" + k] = v;
+  for (const auto& [k, v] : loader_counters_over_ranks(val_loader, *reducer)) rec["val_" + k] = v;
   if (is_main()) {
     metrics->write(rec);
     spdlog::info("validation at step {}: loss {:.4f} over {} samples", state.step, loss, st.num_samples);
@@ -1069,12 +1084,8 @@ TrainResult Trainer::Impl::train_loop() {
     std::map<std::string, int64_t> counters;
     data::ReasonCounts b_skipped_all;
     if (log_step) {
-      counters = loader->counters();
-      const auto sums = sum_over_ranks({loader->state().skipped, is_b ? b_skipped : data::ReasonCounts{}}, *reducer);
-      for (auto it = counters.begin(); it != counters.end();)
-        it = it->first.rfind("data_skipped_", 0) == 0 ? counters.erase(it) : std::next(it);
-      for (const auto& [reason, n] : sums[0]) counters["data_skipped_" + reason] = n;
-      b_skipped_all = sums[1];
+      counters = loader_counters_over_ranks(*loader, *reducer);
+      b_skipped_all = sum_over_ranks({is_b ? b_skipped : data::ReasonCounts{}}, *reducer)[0];
     }
     nlohmann::ordered_json async_rec;  // every rank takes part in its collectives
     if (log_step && actor) {

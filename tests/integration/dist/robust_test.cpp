@@ -180,6 +180,7 @@ config::RunConfig uneven_config(const std::string& model_dir, const std::string&
   config::RunConfig c;
   c.model.path = model_dir;
   c.data.train_jsonl = {jsonl};
+  c.data.val_jsonl = {jsonl};       // validated at step 4: rank 1 skips the same record there too
   c.data.num_workers = 0;
   c.data.shuffle = false;           // rank r takes records r, r + 2, ...
   c.data.on_invalid = "skip";
@@ -192,6 +193,7 @@ config::RunConfig uneven_config(const std::string& model_dir, const std::string&
   c.train.num_threads = 1;
   c.train.log_every = 1;
   c.train.max_steps = 4;
+  c.train.eval_every = 4;
   c.optim.lr = 1e-3;
   c.optim.warmup_steps = 1;
   c.optim.vision.freeze = true;  // a parameter group with no gradient on any rank
@@ -316,6 +318,9 @@ TEST(DistUneven, ImageCountsEmptyBatchAndFrozenGroupKeepRanksIdentical) {
   EXPECT_EQ(recs[1].value("data_skipped_image_size_mismatch", 0), 1) << recs[1].dump();
   EXPECT_EQ(recs[3].value("data_skipped_image_size_mismatch", 0), 1) << recs[3].dump();
   EXPECT_EQ(recs[3]["num_samples"], 7);  // 8 records, 1 skipped
+  const auto val = metrics_with(out_dir, "val_loss");
+  ASSERT_EQ(val.size(), 1u);
+  EXPECT_EQ(val[0].value("val_data_skipped_image_size_mismatch", 0), 1) << val[0].dump();  // rank 1's, summed
 
   // Its checkpoint records 2 ranks: resuming it in 1 process is refused, naming both sizes and the fix.
   const fs::path ckpt = fs::path(out_dir) / "checkpoint-4";
