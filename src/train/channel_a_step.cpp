@@ -69,8 +69,8 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   const model::VisionFeatures vision = model.encode_images(b.pixel_values.to(device), b.image_grid_thw.to(device));
   const int64_t B = b.input_ids.size(0), T = b.input_ids.size(1);
 
-  GtForward first = gt_forward(model, prepared, vision, loss);  // forward 0: CE and the first belief
-  const torch::Tensor& logits_NV = first.logits_NV;
+  GtForward first = gt_forward(model, prepared, vision, ids, loss);  // forward 0: CE and the first belief
+  const torch::Tensor& coord_NK = first.coord_logits;  // coord ids from 0
   coord::LossTerms terms = std::move(first.ce_terms);
 
   const std::vector<coord::ObjectSpan>& objects = b.response_layout.objects;
@@ -78,7 +78,7 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   const int iterations = slots.empty() ? 0 : settings.override_forwards();
   if (diagnostics) diagnostics->decoder_forwards += 1 + iterations;
   if (iterations == 0) {
-    terms += coord::coord_terms(logits_NV, objects, coord::Context::kSelfContext, ids, coord, loss);
+    terms += coord::coord_terms(coord_NK, objects, coord::Context::kSelfContext, coord::CoordIdRange{0}, coord, loss);
     return terms;
   }
 
@@ -97,7 +97,7 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   const torch::Tensor E_coord =
       model.module()->language_model->embed_tokens->weight.narrow(0, ids.first_id, coord::CoordIdRange::kNumBins);
 
-  const torch::Tensor s_first = coord::gather_coord_logits(logits_NV.index_select(0, slot_index.to(device)), ids);
+  const torch::Tensor s_first = coord_NK.index_select(0, slot_index.to(device));
   torch::Tensor s = s_first;
   torch::Tensor logits_SV;
   model::ForwardInputs in;

@@ -297,8 +297,8 @@ coord::LossTerms channel_b_loss_terms(model::Qwen3VL& model, const PreparedBatch
   if (b.size() == 0 || b.response_targets.numel() == 0) return {};
   const torch::Device device = model.runtime().device;
   const model::VisionFeatures vision = model.encode_images(b.pixel_values.to(device), b.image_grid_thw.to(device));
-  GtForward f = gt_forward(model, prepared, vision, settings.loss);
-  f.ce_terms += coord::coord_terms(f.logits_NV, b.response_layout.objects, coord::Context::kRollout, ids,
+  GtForward f = gt_forward(model, prepared, vision, ids, settings.loss);
+  f.ce_terms += coord::coord_terms(f.coord_logits, b.response_layout.objects, coord::Context::kRollout, coord::CoordIdRange{0},
                                    settings.coord, settings.loss);
   return f.ce_terms;
 }

@@ -10,6 +10,7 @@
 #include "coordexp/config/sections/coord.h"
 #include "coordexp/config/sections/loss.h"
 #include "coordexp/coord/decode.h"
+#include "coordexp/coord/head_ce.h"
 #include "coordexp/coord/loss_terms.h"
 #include "coordexp/coord/masks.h"
 #include "coordexp/data/collate.h"
@@ -21,6 +22,10 @@ struct PreparedBatch {
   data::Batch batch;
   coord::TokenWeights weights;  // context gt, over all answers of the batch concatenated
   coord::TermCounts counts{};   // supervised items per term in this micro-batch
+  // d(step loss) / d(sum of L_struct_ce, L_desc_ce, L_coord_token_ce) = term weight / global count,
+  // set by the trainer once the counts are reduced: the chunked head then keeps the CE gradient
+  // from its forward (coord/head_ce.h). Zeros (unknown) are right too, with a second pass.
+  std::array<double, coord::kNumHeadCeTerms> ce_grad_scale{};
 };
 
 // Builds the gt-context token weights of the batch's response view and counts the supervised items
@@ -31,11 +36,12 @@ PreparedBatch prepare_batch(data::Batch batch, const config::LossOptions& loss);
 // logits only at the rows that predict answer tokens ([N, V], aligned with response_targets) and
 // the token CE terms (context gt) from them. `vision` holds the batch's encoded images.
 struct GtForward {
-  torch::Tensor logits_NV;
+  torch::Tensor logits_NV;      // loss.head_chunk_rows 0 only (else undefined: never materialized)
+  torch::Tensor coord_logits;   // [N, 1000]: the coord columns of every answer row (coord ids from 0)
   coord::LossTerms ce_terms;
 };
 GtForward gt_forward(model::Qwen3VL& model, const PreparedBatch& prepared, const model::VisionFeatures& vision,
-                     const config::LossOptions& loss);
+                     coord::CoordIdRange ids, const config::LossOptions& loss);
 
 // bool [B, T] with the given rows of the flattened [B * T] sequence set (each at most once).
 torch::Tensor flat_row_mask(const torch::Tensor& flat_rows, int64_t B, int64_t T);

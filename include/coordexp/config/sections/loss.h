@@ -40,6 +40,9 @@ struct LossOptions {
   double struct_weight = 1.0;  // per-token weight of struct tokens inside L_struct_ce
   double desc_weight = 1.0;    // per-token weight of desc tokens inside L_desc_ce
   double eos_weight = 1.0;     // per-token weight of <|im_end|> inside L_struct_ce
+  // LM head + token CE over this many answer rows at a time (coord/head_ce.h); 0 = one [K, V] logits
+  // tensor for all K rows (the unchunked path).
+  int head_chunk_rows = 256;
   CoordCeOptions coord_ce;
   CoordDistOptions coord_dist;
   GeoOptions geo;
@@ -54,6 +57,9 @@ struct LossOptions {
     nonneg(struct_weight, "struct_weight");
     nonneg(desc_weight, "desc_weight");
     nonneg(eos_weight, "eos_weight");
+    if (head_chunk_rows < 0)
+      throw ConfigError("head_chunk_rows = " + std::to_string(head_chunk_rows) + " is negative",
+                        "key " + prefix + ".head_chunk_rows", "use 0 (all rows at once) or a chunk size, e.g. 256");
     nonneg(coord_ce.weight, "coord_ce.weight");
     nonneg(coord_ce.upweight, "coord_ce.upweight");
     nonneg(coord_dist.weight, "coord_dist.weight");
@@ -127,6 +133,11 @@ void visit_fields(V& v, LossOptions& o) {
   v.field(Field("struct_weight", "per-token weight of struct tokens in L_struct_ce").min(0.0), o.struct_weight);
   v.field(Field("desc_weight", "per-token weight of desc tokens in L_desc_ce").min(0.0), o.desc_weight);
   v.field(Field("eos_weight", "per-token weight of <|im_end|> in L_struct_ce").min(0.0), o.eos_weight);
+  v.field(Field("head_chunk_rows", "LM head + token CE over this many answer rows at a time: the [rows, vocab] "
+                                   "logits never exist for more rows than this, in forward or backward "
+                                   "(coord/head_ce.h; the coord terms read their 1000 columns from the same "
+                                   "chunks). 0 = all answer rows' logits at once.").min(0),
+          o.head_chunk_rows);
   v.section("coord_ce", "hard CE on GT coord tokens (L_coord_token_ce)", o.coord_ce);
   v.section("coord_dist", "coord-distribution loss (L_coord_dist): one primary mode unless combine", o.coord_dist);
   v.section("geo", "box geometry loss (L_geo): SmoothL1 + CIoU/GIoU on decoded boxes", o.geo);
