@@ -230,7 +230,8 @@ SampleResult DetectionDataset::try_get(int64_t index, int64_t epoch) const {
     if (h != r.height || w != r.width)
       return fail(kReasonImageSizeMismatch,
                   label + " is " + size_text(w, h) + " but the record says " + size_text(r.width, r.height),
-                  "fix width/height (the coordinates are normalized by them) or the image (EXIF rotation?)");
+                  "fix width/height: the displayed size, EXIF orientation applied (the coordinates are "
+                  "normalized by it)");
   }
   model::PreprocessedImages images;
   try {
@@ -239,12 +240,46 @@ SampleResult DetectionDataset::try_get(int64_t index, int64_t epoch) const {
     return fail(kReasonImageUnusable, e.what(), "fix or drop the image");
   }
 
+  SampleResult built = build_tokens(index, epoch, images.images);
+  if (built.sample) {
+    built.sample->pixel_values = std::move(images.pixel_values);
+    built.sample->image_grid_thw = std::move(images.image_grid_thw);
+  }
+  return built;
+}
+
+SampleResult DetectionDataset::try_get_tokens(int64_t index, int64_t epoch) const {
+  const Record& r = record(index);
+  std::vector<model::ImageGeometry> images;
+  try {
+    for (const std::string& image : r.images) images.push_back(preprocessor_->plan({r.height, r.width}, image));
+  } catch (const DataError& e) {
+    SampleResult out;
+    out.reason = kReasonImageUnusable;
+    out.message = DataError(e.what() + std::string(" [reason ") + kReasonImageUnusable + "]", r.source,
+                            "fix or drop the image").what();
+    return out;
+  }
+  SampleResult built = build_tokens(index, epoch, images);
+  if (built.sample) built.sample->pixel_values = torch::zeros({0, 0}, torch::kFloat32);
+  return built;
+}
+
+SampleResult DetectionDataset::build_tokens(int64_t index, int64_t epoch,
+                                            const std::vector<model::ImageGeometry>& images) const {
+  const Record& r = record(index);
+  SampleResult out;
+  auto fail = [&](const char* reason, const std::string& what, const std::string& hint) {
+    out.reason = reason;
+    out.message = DataError(what + " [reason " + reason + "]", r.source, hint).what();
+    return out;
+  };
   // Tokens: the generation prompt followed by the answer tokenized on its own. The prompt ends with
   // "assistant\n" and the answer starts with `{`, so tokenizing both at once gives the same ids
   // (tests check it against one encode of the whole text).
   std::vector<int> pads;
   int64_t image_tokens = 0;
-  for (const auto& g : images.images) {
+  for (const auto& g : images) {
     pads.push_back(static_cast<int>(g.num_image_tokens));
     image_tokens += g.num_image_tokens;
   }
@@ -263,9 +298,11 @@ SampleResult DetectionDataset::try_get(int64_t index, int64_t epoch) const {
   s.index = index;
   s.epoch = epoch;
   s.source = r.source;
-  s.pixel_values = std::move(images.pixel_values);
-  s.image_grid_thw = std::move(images.image_grid_thw);
-  for (const auto& g : images.images) s.image_token_counts.push_back(g.num_image_tokens);
+  s.image_grid_thw = torch::zeros({static_cast<int64_t>(images.size()), 3}, torch::kInt64);
+  auto grid = s.image_grid_thw.accessor<int64_t, 2>();
+  for (size_t k = 0; k < images.size(); ++k)
+    for (size_t d = 0; d < 3; ++d) grid[static_cast<int64_t>(k)][static_cast<int64_t>(d)] = images[k].grid_thw[d];
+  for (const auto& g : images) s.image_token_counts.push_back(g.num_image_tokens);
   s.input_ids = prompt.ids;
   s.input_ids.insert(s.input_ids.end(), answer.ids.begin(), answer.ids.end());
   s.labels.assign(static_cast<size_t>(p), kIgnoreLabel);

@@ -167,13 +167,20 @@ EpochPlan plan_epoch(const std::vector<int64_t>& lengths, const LoaderOptions& o
       plan.num_padded = (world - n % world) % world;
       for (int64_t i = 0; i < plan.num_padded; ++i) order.push_back(order[static_cast<size_t>(i % n)]);
     }
+    const size_t first_repeat = order.size() - static_cast<size_t>(plan.num_padded);
     std::vector<int64_t> shard;
-    for (size_t i = static_cast<size_t>(o.rank); i < order.size(); i += static_cast<size_t>(world))
+    size_t shard_repeats = 0;  // the repeats are the shard's last entries
+    for (size_t i = static_cast<size_t>(o.rank); i < order.size(); i += static_cast<size_t>(world)) {
       shard.push_back(order[i]);
-    for (size_t i = 0; i < shard.size(); i += static_cast<size_t>(o.batch_size))
-      plan.batches.emplace_back(shard.begin() + static_cast<std::ptrdiff_t>(i),
-                                shard.begin() + static_cast<std::ptrdiff_t>(
-                                                    std::min(shard.size(), i + static_cast<size_t>(o.batch_size))));
+      shard_repeats += i >= first_repeat ? 1 : 0;
+    }
+    for (size_t i = 0; i < shard.size(); i += static_cast<size_t>(o.batch_size)) {
+      const size_t end = std::min(shard.size(), i + static_cast<size_t>(o.batch_size));
+      plan.batches.emplace_back(shard.begin() + static_cast<std::ptrdiff_t>(i), shard.begin() + static_cast<std::ptrdiff_t>(end));
+      const size_t first = shard.size() - shard_repeats;  // repeats in [first, size)
+      if (end > first)
+        plan.trailing_repeats[static_cast<int64_t>(plan.batches.size() - 1)] = static_cast<int64_t>(end - std::max(i, first));
+    }
   } else {
     // Token budget: whole-epoch batches, shuffled, then batches rank, rank + world, ...
     auto batches = token_budget_batches(order, lengths, o);
@@ -184,6 +191,7 @@ EpochPlan plan_epoch(const std::vector<int64_t>& lengths, const LoaderOptions& o
       batches = std::move(shuffled);
     }
     const auto nb = static_cast<int64_t>(batches.size());
+    std::vector<bool> repeat_batch(static_cast<size_t>(nb), false);  // whole batches repeat
     if (nb % world != 0) {
       if (o.drop_last) {
         for (int64_t i = nb - nb % world; i < nb; ++i)
@@ -192,12 +200,16 @@ EpochPlan plan_epoch(const std::vector<int64_t>& lengths, const LoaderOptions& o
       } else {
         for (int64_t i = 0; i < world - nb % world; ++i) {
           batches.push_back(batches[static_cast<size_t>(i % nb)]);
+          repeat_batch.push_back(true);
           plan.num_padded += static_cast<int64_t>(batches.back().size());
         }
       }
     }
-    for (size_t i = static_cast<size_t>(o.rank); i < batches.size(); i += static_cast<size_t>(world))
+    for (size_t i = static_cast<size_t>(o.rank); i < batches.size(); i += static_cast<size_t>(world)) {
+      if (repeat_batch[i])
+        plan.trailing_repeats[static_cast<int64_t>(plan.batches.size())] = static_cast<int64_t>(batches[i].size());
       plan.batches.push_back(std::move(batches[i]));
+    }
   }
   if (plan.batches.empty())
     throw DataError("epoch " + std::to_string(epoch) + " has no batch for rank " + std::to_string(o.rank) + ": " +
@@ -260,11 +272,20 @@ struct DataLoader::Impl {
     }
   }
 
+  // The dataset indices batch (e, b) is built from (padding repeats left out with exclude_repeats).
+  std::vector<int64_t> batch_indices(int64_t e, int64_t b) {
+    const EpochPlan& p = plan_of(e);
+    const auto& all = p.batches[static_cast<size_t>(b)];
+    const auto it = p.trailing_repeats.find(b);
+    if (!options.exclude_repeats || it == p.trailing_repeats.end()) return all;
+    return {all.begin(), all.end() - static_cast<std::ptrdiff_t>(it->second)};
+  }
+
   std::shared_ptr<Slot> make_slot(int64_t e, int64_t b) {
     auto slot = std::make_shared<Slot>();
     slot->epoch = e;
     slot->batch_index = b;
-    slot->indices = plan_of(e).batches[static_cast<size_t>(b)];
+    slot->indices = batch_indices(e, b);
     slot->results.resize(slot->indices.size());
     slot->errors.resize(slot->indices.size());
     slot->remaining = slot->indices.size();
@@ -322,6 +343,10 @@ struct DataLoader::Impl {
         auto slot = make_slot(sched_epoch, sched_batch);
         ++sched_batch;
         for (size_t k = 0; k < slot->indices.size(); ++k) jobs.push_back({slot, k});
+        if (slot->indices.empty()) {  // only padding repeats, left out: no worker will finish it
+          finish(*slot);
+          slot->done = true;
+        }
         inflight.push_back(std::move(slot));
         added = true;
       }
@@ -437,6 +462,25 @@ Batch DataLoader::next() {
   m.consume(*slot);
   m.schedule();
   return std::move(slot->batch);
+}
+
+std::vector<Batch> DataLoader::peek_tokens(int64_t n) {
+  Impl& m = *impl_;
+  std::vector<Batch> out;
+  int64_t e = m.epoch, b = m.batch;
+  for (int64_t i = 0; i < n; ++i, ++b) {
+    m.normalize(e, b);
+    std::vector<Sample> samples;
+    for (const int64_t index : m.batch_indices(e, b)) {
+      SampleResult r = m.dataset->try_get_tokens(index, e);
+      if (r.sample) samples.push_back(std::move(*r.sample));
+    }
+    Batch batch = collate(std::move(samples), m.dataset->pad_id());
+    batch.epoch = e;
+    batch.index = b;
+    out.push_back(std::move(batch));
+  }
+  return out;
 }
 
 LoaderState DataLoader::state() const {

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "coordexp/model/vision_preprocess.h"
 #include "coordexp/util/error.h"
 
 namespace coordexp::eval {
@@ -23,6 +24,21 @@ std::string ascii_only(const std::string& s) {
   std::string out;
   for (unsigned char c : s) out += (c >= 32 && c < 127) ? static_cast<char>(c) : '?';
   return out;
+}
+
+// The image as training and infer see it (model::load_rgb_image: EXIF orientation applied, alpha over
+// white) as 8-bit BGR for drawing; empty when the file is missing or cannot be decoded.
+cv::Mat load_bgr(const std::string& path) {
+  torch::Tensor rgb;
+  try {
+    rgb = model::load_rgb_image(path);
+  } catch (const DataError&) {
+    return {};
+  }
+  const cv::Mat view(static_cast<int>(rgb.size(0)), static_cast<int>(rgb.size(1)), CV_8UC3, rgb.data_ptr<uint8_t>());
+  cv::Mat bgr;
+  cv::cvtColor(view, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
 }
 
 cv::Point pt(double x, double y) { return cv::Point(static_cast<int>(std::lround(x)), static_cast<int>(std::lround(y))); }
@@ -103,7 +119,7 @@ VisualizeResult visualize(const GroundTruth& gt, const PredictionSet& preds, con
     if (!m.gt_used[i]) continue;
     if (options.max_images > 0 && drawn >= options.max_images) break;
     const data::Record& r = gt.records[i];
-    cv::Mat img = cv::imread(r.images[0], cv::IMREAD_COLOR);
+    cv::Mat img = load_bgr(r.images[0]);
     if (img.empty()) {
       ++res.missing_image_files;
       if (res.missing_examples.size() < 5) res.missing_examples.push_back(r.images[0]);

@@ -3,8 +3,7 @@
 // so autograd routes their gradients (no re-entrant .backward() call into .grad fields).
 #include "coordexp/model/checkpointing.h"
 
-#include <ATen/autocast_mode.h>
-
+#include "coordexp/model/autocast.h"
 #include "coordexp/util/error.h"
 
 namespace coordexp::model {
@@ -19,31 +18,16 @@ struct BlockHolder : torch::CustomClassHolder {
   std::vector<torch::Tensor> params;  // handles (not saved variables): fn reads these same tensors
 };
 
-// Autocast is thread-local and the backward engine runs on other threads: restore it explicitly.
-class AutocastState {
- public:
-  static AutocastState capture() { return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()}; }
-  void apply() const {
-    at::autocast::set_enabled(enabled_);
-    at::autocast::set_autocast_gpu_dtype(dtype_);
-  }
-  bool enabled() const { return enabled_; }
-  at::ScalarType dtype() const { return dtype_; }
-  AutocastState(bool enabled, at::ScalarType dtype) : enabled_(enabled), dtype_(dtype) {}
-
- private:
-  bool enabled_;
-  at::ScalarType dtype_;
-};
-
 struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::TensorList /*params: autograd inputs only*/,
                                c10::intrusive_ptr<BlockHolder> holder) {
     ctx->save_for_backward({x});
     ctx->saved_data["block"] = c10::IValue::make_capsule(holder);
-    const AutocastState ac = AutocastState::capture();
-    ctx->saved_data["autocast"] = ac.enabled();
-    ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(ac.dtype());
+    const AutocastState ac = AutocastState::current();
+    ctx->saved_data["autocast_cuda"] = ac.cuda_enabled;
+    ctx->saved_data["autocast_cuda_dtype"] = static_cast<int64_t>(ac.cuda_dtype);
+    ctx->saved_data["autocast_cpu"] = ac.cpu_enabled;
+    ctx->saved_data["autocast_cpu_dtype"] = static_cast<int64_t>(ac.cpu_dtype);
     // Function::apply runs forward with grad mode off, so fn records no graph here.
     return holder->fn(x);
   }
@@ -53,17 +37,19 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
     auto holder = c10::static_intrusive_pointer_cast<BlockHolder>(ctx->saved_data["block"].toCapsule());
     const auto& params = holder->params;
     const int64_t num_params = static_cast<int64_t>(params.size());
-    const AutocastState outer = AutocastState::capture();
-    AutocastState(ctx->saved_data["autocast"].toBool(),
-                  static_cast<at::ScalarType>(ctx->saved_data["autocast_dtype"].toInt())).apply();
-    struct Restore {
-      AutocastState s;
-      ~Restore() { s.apply(); }
-    } restore{outer};
+    // Autocast is thread-local and the backward engine may run on another thread (CUDA: a
+    // long-lived device thread): rerun under the forward's autocast state, as a full scope (nesting
+    // level and cache clearing included, like the forward's) so no cast of a weight outlives it.
+    AutocastState at_forward;
+    at_forward.cuda_enabled = ctx->saved_data["autocast_cuda"].toBool();
+    at_forward.cuda_dtype = static_cast<at::ScalarType>(ctx->saved_data["autocast_cuda_dtype"].toInt());
+    at_forward.cpu_enabled = ctx->saved_data["autocast_cpu"].toBool();
+    at_forward.cpu_dtype = static_cast<at::ScalarType>(ctx->saved_data["autocast_cpu_dtype"].toInt());
 
     torch::Tensor x = saved[0].detach().requires_grad_(true);
     torch::Tensor y;
     {
+      AutocastScope autocast(at_forward);
       torch::AutoGradMode enable(true);
       y = holder->fn(x);
     }

@@ -4,11 +4,10 @@
 // GELU in the mergers, q_norm/k_norm before rotary, DeepStack added after decoder layers 0..k-1.
 #include "coordexp/model/modules.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <cmath>
 #include <string>
 
+#include "coordexp/model/autocast.h"
 #include "coordexp/model/checkpointing.h"
 #include "coordexp/model/rope.h"
 #include "coordexp/util/error.h"
@@ -57,7 +56,7 @@ torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor& k, con
 
 // Parameters may be stored in bf16 while CPU computes float32; under autocast the ops cast.
 torch::Tensor cast_weight(const torch::Tensor& w, const torch::Tensor& x) {
-  if (!w.defined() || w.scalar_type() == x.scalar_type() || at::autocast::is_enabled()) return w;
+  if (!w.defined() || w.scalar_type() == x.scalar_type() || autocast_active()) return w;
   return w.to(x.scalar_type());
 }
 

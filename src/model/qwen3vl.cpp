@@ -3,12 +3,12 @@
 // and selective logits (see qwen3vl.h).
 #include "coordexp/model/qwen3vl.h"
 
-#include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <optional>
 
+#include "coordexp/model/autocast.h"
 #include "coordexp/model/rope.h"
 #include "coordexp/util/error.h"
 #include "coordexp/util/fs.h"
@@ -16,31 +16,21 @@
 namespace coordexp::model {
 namespace {
 
-// bf16 autocast for the duration of a forward (CUDA only), restoring the previous state.
-class AutocastScope {
- public:
-  explicit AutocastScope(bool on) : on_(on) {
-    if (!on_) return;
-    prev_enabled_ = at::autocast::is_enabled();
-    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(torch::kBFloat16);
-    at::autocast::increment_nesting();
+// The autocast a forward runs under: bf16 on CUDA (cuda_autocast), bf16 on CPU only when the C++
+// API asks for it (cpu_autocast), otherwise none (the scope then leaves the thread's state alone).
+std::optional<AutocastState> forward_autocast(const ModelRuntime& r) {
+  AutocastState s = AutocastState::current();
+  if (r.device.is_cuda() && r.cuda_autocast) {
+    s.cuda_enabled = true;
+    s.cuda_dtype = torch::kBFloat16;
+  } else if (r.device.is_cpu() && r.cpu_autocast) {
+    s.cpu_enabled = true;
+    s.cpu_dtype = torch::kBFloat16;
+  } else {
+    return std::nullopt;
   }
-  ~AutocastScope() {
-    if (!on_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_enabled(prev_enabled_);
-    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool on_;
-  bool prev_enabled_ = false;
-  at::ScalarType prev_dtype_ = torch::kBFloat16;
-};
+  return s;
+}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -140,7 +130,8 @@ KvCache Qwen3VL::make_kv_cache(int64_t batch_size, int64_t capacity) const {
 }
 
 VisionFeatures Qwen3VL::encode_images(const torch::Tensor& pixel_values, const torch::Tensor& grid_thw, Trace* trace) {
-  AutocastScope autocast(runtime_.device.is_cuda() && runtime_.cuda_autocast);
+  std::optional<AutocastScope> autocast;
+  if (auto target = forward_autocast(runtime_)) autocast.emplace(*target);
   return module_->visual->forward(pixel_values, grid_thw, compute_dtype(), trace);
 }
 
@@ -151,7 +142,8 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
   const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
   std::optional<torch::NoGradGuard> no_grad;
   if (in.cache) no_grad.emplace();
-  AutocastScope autocast(runtime_.device.is_cuda() && runtime_.cuda_autocast);
+  std::optional<AutocastScope> autocast;
+  if (auto target = forward_autocast(runtime_)) autocast.emplace(*target);
   const auto dev = runtime_.device;
   auto ids = in.input_ids.to(dev);
   if (T > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.text.vocab_size))

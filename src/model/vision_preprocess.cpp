@@ -1,5 +1,5 @@
-// Qwen3-VL image preprocessing: preprocessor_config.json, smart_resize, OpenCV decoding to RGB,
-// the LibTorch resize mode, rescale/normalize, patchify and the ImagePreprocessor pipeline.
+// Qwen3-VL image preprocessing: preprocessor_config.json, smart_resize, OpenCV decoding to RGB (EXIF
+// orientation applied), the LibTorch resize mode, rescale/normalize, patchify and the ImagePreprocessor pipeline.
 // The Pillow-exact resampler lives in pil_resize.cpp. Nothing here knows prompts or tokens.
 #include "coordexp/model/vision_preprocess.h"
 
@@ -13,6 +13,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "coordexp/model/exif.h"
 #include "coordexp/util/error.h"
 #include "coordexp/util/fs.h"
 
@@ -234,7 +235,9 @@ torch::Tensor decode_rgb_image(const uint8_t* bytes, size_t size, const std::str
   cv::Mat decoded;
   try {
     const cv::Mat buf(1, static_cast<int>(size), CV_8UC1, const_cast<uint8_t*>(bytes));
-    decoded = cv::imdecode(buf, cv::IMREAD_UNCHANGED);  // keeps alpha and 16 bits; ignores EXIF rotation
+    // IMREAD_UNCHANGED keeps alpha and 16 bits but ignores EXIF orientation (IMREAD_COLOR would
+    // apply it for JPEG only, and loses alpha): the orientation is applied below, for every format.
+    decoded = cv::imdecode(buf, cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     throw DataError(std::string("cannot decode image: ") + e.what(), name,
                     "the file is corrupt or not an image format OpenCV reads (PNG, JPEG, BMP, TIFF, WebP, ...)");
@@ -242,7 +245,7 @@ torch::Tensor decode_rgb_image(const uint8_t* bytes, size_t size, const std::str
   if (decoded.empty() || decoded.rows < 1 || decoded.cols < 1)
     throw DataError("cannot decode image", name,
                     "the file is corrupt or not an image format OpenCV reads (PNG, JPEG, BMP, TIFF, WebP, ...)");
-  return mat_to_rgb(decoded, name);
+  return apply_exif_orientation(mat_to_rgb(decoded, name), exif_orientation(bytes, size));
 }
 
 torch::Tensor load_rgb_image(const std::string& path) {

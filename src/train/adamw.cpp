@@ -1,6 +1,7 @@
 // AdamW on row slices: the torch::optim::AdamW arithmetic (decoupled decay, mul/add moment updates,
 // bias corrections from std::pow, addcdiv) applied to views of the parameters, state kept per slice,
-// and the state's round trip through named tensors for safetensors checkpoints.
+// float32 master copies of lower-precision (bf16) parameters, and the state's round trip through named
+// tensors for safetensors checkpoints.
 #include "coordexp/train/adamw.h"
 
 #include <cmath>
@@ -14,6 +15,7 @@ namespace {
 const char* const kExpAvg = ".exp_avg";
 const char* const kExpAvgSq = ".exp_avg_sq";
 const char* const kStep = ".step";
+const char* const kMaster = ".master";
 
 std::string shape_text(const torch::Tensor& t) {
   std::string s = "[";
@@ -56,10 +58,11 @@ void AdamW::step(double lr) {
 
     torch::Tensor p = slice.value();
     const bool is_float = p.scalar_type() == torch::kFloat;
-    torch::Tensor p32 = is_float ? p : p.to(torch::kFloat);
     const torch::Tensor g32 = grad.scalar_type() == torch::kFloat ? grad : grad.to(torch::kFloat);
 
     SliceState& st = state_[i];
+    if (!is_float && !st.master.defined()) st.master = p.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    torch::Tensor p32 = is_float ? p : st.master;  // updated in place
     if (!st.exp_avg.defined()) {
       st.exp_avg = torch::zeros_like(p32, torch::MemoryFormat::Preserve);
       st.exp_avg_sq = torch::zeros_like(p32, torch::MemoryFormat::Preserve);
@@ -93,6 +96,7 @@ util::NamedTensors AdamW::state_tensors() const {
     out.emplace_back(key + kExpAvg, st.exp_avg);
     out.emplace_back(key + kExpAvgSq, st.exp_avg_sq);
     out.emplace_back(key + kStep, torch::tensor(st.step, torch::kLong));
+    if (st.master.defined()) out.emplace_back(key + kMaster, st.master);
   }
   return out;
 }
@@ -100,6 +104,7 @@ util::NamedTensors AdamW::state_tensors() const {
 void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& named, const std::string& where) {
   std::set<std::string> used;
   std::vector<SliceState> loaded(slices_.size());
+  std::vector<std::pair<size_t, torch::Tensor>> pending_copies;  // (slice, master) -> parameter rows
   for (size_t i = 0; i < slices_.size(); ++i) {
     const std::string key = slices_[i].state_key();
     const auto a = named.find(key + kExpAvg), b = named.find(key + kExpAvgSq), s = named.find(key + kStep);
@@ -108,8 +113,11 @@ void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& named
     if (present != 3)
       throw FormatError("optimizer state of '" + key + "' is incomplete (needs .exp_avg, .exp_avg_sq and .step)",
                         where, "the checkpoint is damaged; resume from an earlier one");
+    const auto m = named.find(key + kMaster);
     const torch::Tensor p = slices_[i].value();
-    for (const auto& it : {a, b}) {
+    std::vector<std::map<std::string, torch::Tensor>::const_iterator> rows{a, b};
+    if (m != named.end()) rows.push_back(m);
+    for (const auto& it : rows) {
       if (it->second.sizes() != p.sizes() || it->second.scalar_type() != torch::kFloat)
         throw FormatError("optimizer state tensor '" + it->first + "' has shape " + shape_text(it->second) +
                               " but the parameter rows have shape " + shape_text(p) + " (float32 expected)",
@@ -122,6 +130,15 @@ void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& named
     loaded[i].exp_avg_sq = b->second.to(p.device(), torch::kFloat).clone();
     loaded[i].step = s->second.item<int64_t>();
     used.insert({a->first, b->first, s->first});
+    const bool is_float = p.scalar_type() == torch::kFloat;
+    if (m != named.end()) {
+      used.insert(m->first);
+      const torch::Tensor master = m->second.to(p.device(), torch::kFloat);
+      if (!is_float) loaded[i].master = master.clone();
+      pending_copies.emplace_back(i, master);
+    } else if (!is_float) {
+      loaded[i].master = p.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    }
   }
   for (const auto& [name, tensor] : named) {
     (void)tensor;
@@ -131,6 +148,11 @@ void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& named
                         "optim.<group>.freeze as it was when the checkpoint was written");
   }
   state_ = std::move(loaded);
+  torch::NoGradGuard no_grad;  // only after every check passed: a failed load changes nothing
+  for (const auto& [i, master] : pending_copies) {
+    torch::Tensor p = slices_[i].value();
+    p.copy_(master);
+  }
 }
 
 double grad_norm(const std::vector<ParamSlice>& slices) {

@@ -1,10 +1,12 @@
 // Atomic checkpoint directories: temp dir + fsync of the whole tree + rename + fsync of the parent,
-// listing/pruning by step, and cleanup of hidden leftovers. POSIX (Linux) only.
+// listing by step with each checkpoint's run id, pruning within the current run lineage, the
+// output_dir's run_lineage.json, and cleanup of hidden leftovers. POSIX (Linux) only.
 #include "coordexp/train/checkpoint.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -47,6 +49,17 @@ fs::path hidden_name(const fs::path& root, int64_t step, const char* what) {
                  "." + std::to_string(counter++));
 }
 
+// The run id in a checkpoint's state.json ("" when absent, i.e. written before run ids, or when the
+// file cannot be parsed: loading it reports that).
+std::string run_id_of(const fs::path& checkpoint) {
+  try {
+    const auto j = nlohmann::json::parse(util::read_file((checkpoint / kCheckpointMarker).string()), nullptr, false);
+    if (j.is_object() && j.contains("run_id") && j["run_id"].is_string()) return j["run_id"].get<std::string>();
+  } catch (const std::exception&) {
+  }
+  return "";
+}
+
 }  // namespace
 
 void fsync_tree(const std::string& dir) {
@@ -80,7 +93,7 @@ std::vector<CheckpointInfo> CheckpointManager::list() const {
       spdlog::warn("ignoring {}: it has no {} (not a complete checkpoint)", entry.path().string(), kCheckpointMarker);
       continue;
     }
-    out.push_back({std::stoll(m[1].str()), entry.path().string()});
+    out.push_back({std::stoll(m[1].str()), entry.path().string(), run_id_of(entry.path())});
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
   return out;
@@ -90,6 +103,29 @@ std::optional<CheckpointInfo> CheckpointManager::latest() const {
   auto all = list();
   if (all.empty()) return std::nullopt;
   return all.back();
+}
+
+std::optional<CheckpointInfo> CheckpointManager::latest_in(const RunLineage& lineage) const {
+  std::optional<CheckpointInfo> best;
+  for (auto& c : list())
+    if (lineage.contains(c.run_id, c.step)) best = std::move(c);  // ascending: the last one wins
+  return best;
+}
+
+bool CheckpointManager::run_has_later(const std::string& run_id, int64_t step) const {
+  for (const auto& c : list())
+    if (c.run_id == run_id && c.step > step) return true;
+  return false;
+}
+
+std::optional<RunLineage> CheckpointManager::read_current_lineage() const {
+  const fs::path p = fs::path(root_) / kLineageFile;
+  if (!fs::exists(p)) return std::nullopt;
+  return RunLineage::from_json(util::read_file(p.string()), p.string());
+}
+
+void CheckpointManager::write_current_lineage(const RunLineage& lineage) const {
+  util::write_file_atomic((fs::path(root_) / kLineageFile).string(), lineage.to_json());
 }
 
 int CheckpointManager::remove_stale_temps() const {
@@ -130,7 +166,9 @@ std::string CheckpointManager::save(int64_t step, const std::function<void(const
 
 void CheckpointManager::prune() const {
   if (keep_last_ <= 0) return;
-  const auto all = list();
+  std::vector<CheckpointInfo> all;
+  for (auto& c : list())
+    if (!lineage_ || lineage_->contains(c.run_id, c.step)) all.push_back(std::move(c));
   const size_t keep = static_cast<size_t>(keep_last_);
   if (all.size() <= keep) return;
   for (size_t i = 0; i + keep < all.size(); ++i) {

@@ -34,6 +34,7 @@
 #include "coordexp/train/checkpoint.h"
 #include "coordexp/train/param_groups.h"
 #include "coordexp/train/progress.h"
+#include "coordexp/train/rng_state.h"
 #include "coordexp/train/rollout_actor.h"
 #include "coordexp/train/rollout_queue.h"
 #include "coordexp/train/schedule.h"
@@ -186,18 +187,16 @@ std::vector<data::ReasonCounts> sum_over_ranks(const std::vector<data::ReasonCou
   return out;
 }
 
-// A loader's counters (data::DataLoader::counters) over all ranks: each rank skips and pads within
-// its own shard, so those are summed; data_invalid_* come from the file scan every rank does alike.
-// A collective: every rank calls it.
+// A loader's counters (data::DataLoader::counters) over all ranks: each rank skips within its own
+// shard, so data_skipped_* are summed; data_padded_samples / data_dropped_samples are already the
+// whole world's (every rank plans the whole epoch: summing them counted each repeat world_size
+// times) and data_invalid_* come from the file scan every rank does alike. A collective: every rank
+// calls it.
 std::map<std::string, int64_t> loader_counters_over_ranks(const data::DataLoader& loader, StepReducer& reducer) {
   std::map<std::string, int64_t> c = loader.counters();
   for (auto it = c.begin(); it != c.end();) it = it->first.rfind("data_skipped_", 0) == 0 ? c.erase(it) : std::next(it);
   const std::vector<data::ReasonCounts> skipped = sum_over_ranks({loader.state().skipped}, reducer);  // named:
   for (const auto& [reason, n] : skipped[0]) c["data_skipped_" + reason] = n;  // [0] of a temporary would dangle
-  std::vector<int64_t> shard{c["data_padded_samples"], c["data_dropped_samples"]};
-  if (reducer.world_size() > 1) reducer.sum(shard);
-  c["data_padded_samples"] = shard[0];
-  c["data_dropped_samples"] = shard[1];
   return c;
 }
 
@@ -343,6 +342,9 @@ struct Trainer::Impl {
   std::shared_ptr<StepReducer> reducer;
   model::ModelRuntime runtime;
   std::optional<CheckpointInfo> resume_from;
+  // The lineage this run writes (trainer_state.h RunLineage); auto-resume and pruning follow it.
+  RunLineage lineage;
+  std::optional<RunLineage> current_lineage;  // output_dir's run_lineage.json at start, if any
   std::string model_source_dir;  // where the model (and auxiliary files) were loaded from
   // kAuxiliaryFiles of model_source_dir, read at setup: every checkpoint gets them even after that
   // directory is gone (a resumed run's source checkpoint rotated away by keep_last).
@@ -382,6 +384,9 @@ struct Trainer::Impl {
 
   void setup();
   void load_resume_state();
+  // Decides this run's lineage (rank 0, broadcast), records it in output_dir and hands it to the
+  // checkpoint manager. `resumed`: the loaded checkpoint's lineage, or nullopt for a fresh start.
+  void adopt_lineage(const std::optional<RunLineage>& resumed);
   void log_run_summary() const;
   std::string save_checkpoint();
   // skipped_all_ranks: the loader's skip counts summed over ranks (saved as the run's totals).
@@ -426,17 +431,33 @@ void Trainer::Impl::setup() {
   // Where to start: checkpoint.resume = off | auto | <checkpoint dir>.
   const std::string& resume = cfg.checkpoint.resume;
   if (resume == "auto") {
-    // Rank 0 picks the checkpoint for everyone, so ranks cannot disagree on the start step.
-    resume_from = checkpoints->latest();
-    std::string picked = resume_from ? resume_from->path : "";
+    // Rank 0 picks the checkpoint for everyone, so ranks cannot disagree on the start step: the
+    // newest of the lineage run_lineage.json names (the run that last started here), else (a
+    // directory from before lineages, or a copied checkpoint) the highest step.
+    std::string picked;
+    if (is_main()) {
+      current_lineage = checkpoints->read_current_lineage();
+      resume_from = current_lineage ? checkpoints->latest_in(*current_lineage) : checkpoints->latest();
+      picked = resume_from ? resume_from->path : "";
+      if (current_lineage) {
+        int64_t others = 0;
+        for (const auto& c : checkpoints->list()) others += current_lineage->contains(c.run_id, c.step) ? 0 : 1;
+        if (others > 0)
+          spdlog::info("checkpoint.resume = auto: following run {} ({}); {} checkpoint(s) of other run lineages in {} "
+                       "are not resumed (resume one with checkpoint.resume=<its directory>)",
+                       current_lineage->run_id, cfg.train.output_dir + "/" + kLineageFile, others, cfg.train.output_dir);
+      }
+    }
     reducer->broadcast(picked);
-    resume_from = picked.empty() ? std::nullopt : std::optional<CheckpointInfo>(CheckpointInfo{0, picked});
-    if (!resume_from) spdlog::info("checkpoint.resume = auto: no complete checkpoint in {}, starting fresh", cfg.train.output_dir);
+    resume_from = picked.empty() ? std::nullopt : std::optional<CheckpointInfo>(CheckpointInfo{0, picked, ""});
+    if (!resume_from)
+      spdlog::info("checkpoint.resume = auto: no complete checkpoint {}in {}, starting fresh",
+                   current_lineage ? "of the current run lineage " : "", cfg.train.output_dir);
   } else if (resume != "off") {
     if (!fs::exists(fs::path(resume) / kCheckpointMarker))
       throw ConfigError("'" + resume + "' is not a complete checkpoint (no " + kCheckpointMarker + ")",
                         "key checkpoint.resume", "use off, auto, or a checkpoint-<step> directory written by train");
-    resume_from = CheckpointInfo{0, resume};
+    resume_from = CheckpointInfo{0, resume, ""};
   }
   if (!resume_from && cfg.model.path.empty())
     throw ConfigError("no model to train", "key model.path",
@@ -498,6 +519,7 @@ void Trainer::Impl::setup() {
     start = data::LoaderState::from_json(state.loader_state_json);
     if (reducer->rank() != 0) start.skipped.clear();  // the saved counts are all ranks' totals
   }
+  adopt_lineage(resume_from ? std::optional<RunLineage>(state.lineage) : std::nullopt);
   loader = std::make_unique<data::DataLoader>(train_set, loader_options, start);
   router = std::make_unique<StepRouter>(stage2, cfg.stage2, *reducer);
   if (stage2) {
@@ -581,13 +603,15 @@ void Trainer::Impl::load_resume_state() {
   resume_from->step = state.step;
   optimizer->load_state_tensors(read_all_tensors((sdir / kOptimizerFile).string()), (sdir / kOptimizerFile).string());
   {
-    const auto rng = read_all_tensors((sdir / kRngFile).string());
-    const auto it = rng.find("cpu");
-    if (it == rng.end())
-      throw FormatError("no 'cpu' generator state", (sdir / kRngFile).string(), "the checkpoint is damaged");
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(it->second.clone());
+    const std::string rng_path = (sdir / kRngFile).string();
+    const auto rng = read_all_tensors(rng_path);
+    if (!rng.count("cpu")) throw FormatError("no 'cpu' generator state", rng_path, "the checkpoint is damaged");
+    const GeneratorRestore r = restore_generator_states(run_generators(), rng);
+    for (const auto& name : r.not_saved)
+      spdlog::warn("resume: {} has no state for the {} generator (written by a run without it); it keeps its seed",
+                   rng_path, name);
+    for (const auto& name : r.not_here)
+      spdlog::warn("resume: {} holds a {} generator state this run has no device for; ignored", rng_path, name);
   }
   // Parameters the HF files store in a narrower dtype than training uses (e.g. bf16 files, float32
   // training) come back exactly from here.
@@ -617,10 +641,41 @@ void Trainer::Impl::load_resume_state() {
       break;
     }
   const std::string here = checkpoints->path_for(state.step);
-  if (fs::exists(fs::path(here) / kCheckpointMarker)) {  // nothing new to save before the next step
+  std::error_code ec;
+  if (fs::exists(fs::path(here) / kCheckpointMarker) &&
+      fs::equivalent(here, resume_from->path, ec)) {  // nothing new to save before the next step
     last_saved_step = state.step;
     last_checkpoint = here;
   }
+}
+
+void Trainer::Impl::adopt_lineage(const std::optional<RunLineage>& resumed) {
+  std::string text;
+  if (is_main()) {
+    const int64_t step = resumed ? state.step : 0;
+    if (!resumed) {
+      lineage = RunLineage{new_run_id(), {}};
+      spdlog::info("run lineage: new run {} (fresh start)", lineage.run_id);
+    } else if (current_lineage && current_lineage->contains(resumed->run_id, step)) {
+      lineage = *current_lineage;  // auto-resume inside the lineage that last ran here
+      spdlog::info("run lineage: continuing run {} from step {}", lineage.run_id, step);
+    } else if (!resumed->run_id.empty() && !checkpoints->run_has_later(resumed->run_id, step)) {
+      lineage = *resumed;  // the newest checkpoint of its run: the same run continues
+      spdlog::info("run lineage: continuing run {} from step {}", lineage.run_id, step);
+    } else {
+      // An older checkpoint of its run (that run's later checkpoints are abandoned), or one written
+      // before run ids: a new run branches off at this step.
+      lineage = resumed->branch(step, new_run_id());
+      spdlog::info("run lineage: new run {} branching off run {} at step {}{}", lineage.run_id,
+                   resumed->run_id.empty() ? "(unnamed: written before run ids)" : resumed->run_id, step,
+                   resumed->run_id.empty() ? "" : " (its later checkpoints are no longer resumed or pruned)");
+    }
+    checkpoints->write_current_lineage(lineage);
+    text = lineage.to_json();
+  }
+  reducer->broadcast(text);
+  lineage = RunLineage::from_json(text, "run lineage from rank 0");
+  checkpoints->set_lineage(lineage);
 }
 
 void Trainer::Impl::log_run_summary() const {
@@ -671,9 +726,7 @@ void Trainer::Impl::write_checkpoint_contents(const std::string& dir, const data
   const fs::path sdir = fs::path(dir) / kStateDir;
   fs::create_directories(sdir);
   util::write_safetensors((sdir / kOptimizerFile).string(), optimizer->state_tensors());
-  util::NamedTensors rng;
-  rng.emplace_back("cpu", at::detail::getDefaultCPUGenerator().get_state());
-  util::write_safetensors((sdir / kRngFile).string(), rng);
+  util::write_safetensors((sdir / kRngFile).string(), generator_states(run_generators()));
   util::NamedTensors exact;
   for (const auto& [key, p] : model->named_parameters()) {
     const auto it = model->layout().tensors.find(key);
@@ -690,6 +743,7 @@ void Trainer::Impl::write_checkpoint_contents(const std::string& dir, const data
   if (b_sampler) s.b_sampler_position = b_sampler->position();
   s.b_producer_json = producer_json_for_save;
   s.config = flat_config;
+  s.lineage = lineage;
   util::write_file_atomic((sdir / "state.json").string(), s.to_json());  // the completeness marker, last
 }
 
@@ -820,6 +874,7 @@ void Trainer::Impl::run_validation() {
   data::LoaderOptions vo = loader_options;
   vo.shuffle = false;
   vo.drop_last = false;
+  vo.exclude_repeats = true;  // the repeats that even out the ranks' batch counts are not scored twice
   data::DataLoader val_loader(val_set, vo);
   int64_t num_batches = val_loader.batches_in_epoch(0);
   if (cfg.train.val_max_batches > 0) num_batches = std::min(num_batches, cfg.train.val_max_batches);
@@ -973,33 +1028,62 @@ TrainResult Trainer::Impl::train_loop() {
     const std::array<double, coord::kNumTerms> step_weights = is_b ? channel_b.term_weights : weights;
     const int64_t gate_step = state.step;
 
-    // 1. The step's micro-batches and their supervised-item counts, summed over micro-batches and ranks.
+    // 1. The step's supervised-item counts, summed over micro-batches and ranks. Stage-1 / Channel-A:
+    // from the token metadata of the step's loader batches (no pixels; each batch is loaded with its
+    // pixels right before its forward, so memory holds one micro-batch plus the loader's prefetch).
     // B micro-batches come from the B sampler and are rolled out here (B0-B3), not from the loader.
     std::vector<PreparedBatch> micro;
+    std::vector<coord::TermCounts> loader_counts;
     StepStats st;
     double queue_wait_s = 0.0;
-    if (is_b && b_queue) queue_wait_s = take_b_micro_batches(micro, st);
-    for (int i = 0; i < accum && !(is_b && b_queue); ++i) {
-      if (is_b) {
-        data::ReasonCounts skipped;
-        ChannelBBatch cb = prepare_channel_b(*model, *train_set, b_sampler->next(channel_b.batch_size), state.step,
-                                             channel_b, &skipped);
-        for (const auto& [reason, n] : skipped) b_skipped[reason] += n;
-        st.channel_b += cb.diagnostics;
-        micro.push_back(std::move(cb.prepared));
-      } else {
-        micro.push_back(prepare_batch(loader->next(), cfg.loss));
+    if (!is_b)
+      for (data::Batch& tokens : loader->peek_tokens(accum)) {
+        loader_counts.push_back(prepare_batch(std::move(tokens), cfg.loss).counts);
+        for (int t = 0; t < coord::kNumTerms; ++t) st.counts[t] += loader_counts.back()[t];
       }
+    if (is_b && b_queue) queue_wait_s = take_b_micro_batches(micro, st);
+    for (int i = 0; i < accum && is_b && !b_queue; ++i) {
+      data::ReasonCounts skipped;
+      ChannelBBatch cb = prepare_channel_b(*model, *train_set, b_sampler->next(channel_b.batch_size), state.step,
+                                           channel_b, &skipped);
+      for (const auto& [reason, n] : skipped) b_skipped[reason] += n;
+      st.channel_b += cb.diagnostics;
+      micro.push_back(std::move(cb.prepared));
       for (int t = 0; t < coord::kNumTerms; ++t) st.counts[t] += micro.back().counts[t];
       st.num_samples += micro.back().batch.size();
       st.num_tokens += micro.back().batch.num_tokens;
     }
     st.reduce_counts(*reducer);
+    // What the step loss will do with each token-CE sum (the chunked head keeps that gradient from
+    // its forward instead of going over the vocabulary again in the backward).
+    {
+      std::array<double, coord::kNumHeadCeTerms> ce_scale{};
+      const coord::Term ce_terms[] = {coord::Term::kStructCe, coord::Term::kDescCe, coord::Term::kCoordTokenCe};
+      for (int t = 0; t < coord::kNumHeadCeTerms; ++t) {
+        const int i = static_cast<int>(ce_terms[t]);
+        ce_scale[t] = st.counts[i] > 0 ? step_weights[i] / static_cast<double>(st.counts[i]) : 0.0;
+      }
+      for (PreparedBatch& pb : micro) pb.ce_grad_scale = ce_scale;
+    }
 
     // 2. Forward + backward of each micro-batch (the step function of its kind), its loss divided by
     // the global counts.
     const double fb_start = now_s();
-    for (PreparedBatch& pb : micro) {
+    const size_t num_micro = is_b ? micro.size() : static_cast<size_t>(accum);
+    for (size_t i = 0; i < num_micro; ++i) {
+      PreparedBatch loaded;
+      if (!is_b) {
+        loaded = prepare_batch(loader->next(), cfg.loss);
+        st.num_samples += loaded.batch.size();
+        st.num_tokens += loaded.batch.num_tokens;
+        if (loaded.counts != loader_counts[i]) {
+          progress.clear();
+          spdlog::warn("step {}: micro-batch {} lost sample(s) while loading its images (data.on_invalid=skip) after "
+                       "the step's supervised items were counted; this step's loss is divided by counts that still "
+                       "include theirs", state.step + 1, i + 1);
+        }
+      }
+      PreparedBatch& pb = is_b ? micro[i] : loaded;
       const coord::LossTerms terms = step_loss_terms(kind, pb, st);
       st.add_terms(terms);
       const torch::Tensor total = coord::total_loss(terms, st.counts, step_weights);

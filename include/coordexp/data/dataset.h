@@ -131,6 +131,11 @@ class DetectionDataset {
   // renders the prompt and answer. Problems with the data (unreadable image, size mismatch,
   // too long) come back as a reason; bugs throw.
   SampleResult try_get(int64_t index, int64_t epoch) const;
+  // try_get without decoding the images: the same tokens, labels, layout and image grids, planned
+  // from the record's width/height (as at load); pixel_values is an empty [0, 0] tensor. Cheap: what
+  // the trainer counts supervised items from before loading pixels. Reasons that need the decoded
+  // image (image_unreadable, image_size_mismatch) are not seen here.
+  SampleResult try_get_tokens(int64_t index, int64_t epoch) const;
   // try_get, throwing DataError ("file:line: ...") instead of returning a reason.
   Sample get(int64_t index, int64_t epoch) const;
 
@@ -143,6 +148,8 @@ class DetectionDataset {
   // Prompt tokens for `pads` (image token counts): built once per image count, then shifted by the
   // pad counts (each <|image_pad|> is one added token).
   int64_t prompt_length(const std::vector<int>& pads) const;
+  // The token part of try_get / try_get_tokens for images of the given geometries.
+  SampleResult build_tokens(int64_t index, int64_t epoch, const std::vector<model::ImageGeometry>& images) const;
 
   DatasetOptions options_;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ struct LoaderOptions {
   // Uneven end of an epoch: drop the incomplete tail (true) or pad by repeating the epoch's first
   // samples (fixed size) / batches so every rank has the same number of batches (false).
   bool drop_last = false;
+  // With drop_last false: leave the padding repeats out of the batches (they keep their place in the
+  // plan, so every rank still gets the same number of batches, some smaller or empty). Validation
+  // sets it so each sample is counted once; training keeps them (false).
+  bool exclude_repeats = false;
   int rank = 0;
   int world_size = 1;
   int num_workers = 2;        // 0 = build on the calling thread inside next()
@@ -58,6 +63,9 @@ struct LoaderState {
 // One epoch's batches for one rank (dataset indices in row order).
 struct EpochPlan {
   std::vector<std::vector<int64_t>> batches;
+  // Padding repeats (drop_last false) always fill the last slots of a batch: batch index -> how many
+  // of its last slots are repeats, for the (at most world_size) batches that have any.
+  std::map<int64_t, int64_t> trailing_repeats;
   int64_t num_padded = 0;   // sample slots filled with repeated samples (all ranks together)
   int64_t num_dropped = 0;  // samples left out of the epoch (all ranks together)
 };
@@ -87,6 +95,11 @@ class DataLoader {
   // position then stays at that batch. With skip, a batch may hold fewer samples, even none
   // (Batch::skipped says why); the batch count per epoch never changes.
   Batch next();
+  // The token metadata of the next n batches next() will return, without moving the position or
+  // loading pixels (DetectionDataset::try_get_tokens, collated; pixel_values empty). Built on the
+  // calling thread. Samples try_get_tokens refuses are left out (next() then reports them as usual);
+  // a sample next() later finds unreadable (image_unreadable / image_size_mismatch) is in it.
+  std::vector<Batch> peek_tokens(int64_t n);
 
   LoaderState state() const;                     // position after the last batch next() returned
   int64_t batches_in_epoch(int64_t epoch) const; // this rank's batch count (fixed unless token budget)

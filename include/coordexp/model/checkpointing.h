@@ -1,8 +1,9 @@
 // Activation (gradient) checkpointing for LibTorch C++, which has no torch.utils.checkpoint: a
 // custom autograd Function runs a block without recording its graph and, in backward, reruns the
 // block with grad enabled to get gradients for the block input and its parameters. Qwen3-VL has no
-// dropout, so the rerun is deterministic without saving/restoring RNG state; the CUDA autocast
-// state is captured at forward time and restored for the rerun. Not for blocks with side effects.
+// dropout, so the rerun is deterministic without saving/restoring RNG state; the CPU and CUDA
+// autocast state is captured at forward time and the rerun runs inside an AutocastScope with it
+// (autocast.h: nesting level and cast-cache clearing as in the forward). Not for blocks with side effects.
 #pragma once
 
 #include <torch/torch.h>

@@ -25,6 +25,7 @@ struct ModelRuntime {
   torch::ScalarType param_dtype = torch::kFloat;  // float32 or bfloat16; float64 computes in float64 (tests)
   torch::Device device = torch::kCPU;
   bool cuda_autocast = true;                      // bf16 autocast on CUDA; CPU computes float32
+  bool cpu_autocast = false;                      // C++ API only (tests; no config key): bf16 autocast on CPU
   bool use_sdpa = false;                          // decoder attention via the fused kernel
   bool checkpoint_text_layers = false;
   bool checkpoint_vision_blocks = false;

@@ -57,8 +57,9 @@ ImageSize smart_resize(int64_t height, int64_t width, int64_t factor, int64_t mi
 
 // Loads an image file into uint8 RGB [H, W, 3]: BGR->RGB, gray/palette -> RGB, alpha composited over
 // white exactly like Pillow's alpha_composite (HF convert_to_rgb), 16-bit -> 8-bit by the high byte
-// (as Pillow decodes 16-bit PNGs). EXIF orientation is NOT applied (pixels as stored, like
-// PIL.Image.open). Missing, unreadable or undecodable files throw DataError naming the path.
+// (as Pillow decodes 16-bit PNGs), then EXIF orientation applied (the image as displayed, like
+// Hugging Face's load_image / PIL.ImageOps.exif_transpose; exif.h): the one image decode of training,
+// infer, generate and visualize. Missing, unreadable or undecodable files throw DataError naming the path.
 torch::Tensor load_rgb_image(const std::string& path);
 // Same from encoded bytes (PNG/JPEG/...); `name` is used in errors.
 torch::Tensor decode_rgb_image(const uint8_t* bytes, size_t size, const std::string& name);

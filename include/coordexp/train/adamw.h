@@ -39,6 +39,10 @@ class AdamW {
   // Keeps the slices of groups that are not frozen. Tensors with no trainable slice get
   // requires_grad(false) (autograd skips them); the others get requires_grad(true). Moments are
   // float32 on the parameter's device whatever the parameter dtype (the update is computed in float32).
+  // A slice whose parameter is not float32 (model.dtype: bfloat16) also gets a float32 master copy,
+  // taken from the parameter at its first update: updates accumulate in the master and the parameter
+  // is overwritten with the master rounded to its dtype after every step (updates below the
+  // parameter's rounding step are not lost). From then on the master, not the parameter, is the truth.
   AdamW(const std::vector<ParamSlice>& slices, AdamWSettings settings);
 
   const std::vector<ParamSlice>& trainable() const { return slices_; }
@@ -52,16 +56,24 @@ class AdamW {
   // Drops the gradients of every trainable tensor (set to none).
   void zero_grad();
 
-  // "<state_key>.exp_avg" and ".exp_avg_sq" (float32, [rows...]) and ".step" (int64, 0-dim), in slice
-  // order; slices that have not been updated yet have no entries.
+  // "<state_key>.exp_avg" and ".exp_avg_sq" (float32, [rows...]) and ".step" (int64, 0-dim), plus
+  // ".master" (float32, [rows...]) for lower-precision parameters, in slice order; slices that have not
+  // been updated yet have no entries.
   util::NamedTensors state_tensors() const;
-  // Restores state_tensors() of an optimizer over the same slices. Throws FormatError naming `where`
-  // and the tensor for an entry of an unknown slice, a wrong shape/dtype, or a partial entry.
+  // Restores state_tensors() of an optimizer over the same slices. A loaded master is copied into the
+  // parameter (rounded to its dtype). State without a master for a lower-precision parameter (written by
+  // a float32 run) starts the master from the parameter; a master for a float32 parameter (written by a
+  // bfloat16 run) becomes its value. Throws FormatError naming `where` and the tensor for an entry of an
+  // unknown slice, a wrong shape/dtype, or a partial entry.
   void load_state_tensors(const std::map<std::string, torch::Tensor>& named, const std::string& where);
+  // The float32 master of trainable slice `i` (undefined for float32 parameters, and before the
+  // slice's first update).
+  const torch::Tensor& master(size_t i) const { return state_.at(i).master; }
 
  private:
   struct SliceState {
     torch::Tensor exp_avg, exp_avg_sq;  // undefined until the first update
+    torch::Tensor master;               // float32 copy of a non-float32 parameter's rows (same time)
     int64_t step = 0;
   };
   std::vector<ParamSlice> slices_;

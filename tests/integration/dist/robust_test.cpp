@@ -180,7 +180,9 @@ config::RunConfig uneven_config(const std::string& model_dir, const std::string&
   config::RunConfig c;
   c.model.path = model_dir;
   c.data.train_jsonl = {jsonl};
-  c.data.val_jsonl = {jsonl};       // validated at step 4: rank 1 skips the same record there too
+  // Validated at step 4: the first 7 records (rank 1 skips the same record there too, and its 4th
+  // batch is the padding repeat of record 0, left out of the validation sums).
+  c.data.val_jsonl = {jsonl.substr(0, jsonl.size() - 6) + "_val7.jsonl"};
   c.data.num_workers = 0;
   c.data.shuffle = false;           // rank r takes records r, r + 2, ...
   c.data.on_invalid = "skip";
@@ -299,6 +301,8 @@ TEST(DistUneven, ImageCountsEmptyBatchAndFrozenGroupKeepRanksIdentical) {
   {
     std::ofstream out(jsonl);
     for (const auto& r : records) out << r.dump() << "\n";
+    std::ofstream val((root / "train_val7.jsonl").string());
+    for (size_t i = 0; i + 1 < records.size(); ++i) val << records[i].dump() << "\n";
   }
   const std::string out_dir = (root / "run").string();
   const std::string log_prefix = (root / "worker").string();
@@ -321,6 +325,9 @@ TEST(DistUneven, ImageCountsEmptyBatchAndFrozenGroupKeepRanksIdentical) {
   const auto val = metrics_with(out_dir, "val_loss");
   ASSERT_EQ(val.size(), 1u);
   EXPECT_EQ(val[0].value("val_data_skipped_image_size_mismatch", 0), 1) << val[0].dump();  // rank 1's, summed
+  // 7 records over 2 ranks: rank 1's 4th slot repeats record 0 (padding); it is not scored twice.
+  EXPECT_EQ(val[0].value("val_data_padded_samples", 0), 1) << val[0].dump();
+  EXPECT_EQ(val[0]["val_samples"], 6) << val[0].dump();  // 7 records, 1 skipped, the repeat left out
 
   // Its checkpoint records 2 ranks: resuming it in 1 process is refused, naming both sizes and the fix.
   const fs::path ckpt = fs::path(out_dir) / "checkpoint-4";

@@ -324,5 +324,94 @@ TEST(DataLoader, ThreadCountIndependenceResumeAndSharding) {
   EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), 8u);
 }
 
+// drop_last false pads uneven ends with repeats; the plan marks them and exclude_repeats (validation)
+// leaves them out of the batches while every rank keeps the same batch count (an all-repeat batch
+// comes out empty).
+TEST(DataLoader, PaddingRepeatsAreMarkedAndCanBeLeftOut) {
+  // Fixed size: 5 samples over 2 ranks -> 1 repeat slot (order[0]), at the end of rank 1's shard.
+  LoaderOptions o;
+  o.shuffle = false;
+  o.world_size = 2;
+  o.batch_size = 2;
+  o.rank = 1;
+  const std::vector<int64_t> lengths(5, 10);
+  const EpochPlan p = plan_epoch(lengths, o, 0);
+  ASSERT_EQ(p.batches, (std::vector<std::vector<int64_t>>{{1, 3}, {0}}));
+  EXPECT_EQ(p.trailing_repeats, (std::map<int64_t, int64_t>{{1, 1}}));  // batch 1's last slot
+  EXPECT_EQ(p.num_padded, 1);
+  o.rank = 0;
+  EXPECT_TRUE(plan_epoch(lengths, o, 0).trailing_repeats.empty());
+  o.rank = 1;
+  o.batch_size = 1;  // rank 1: {1}, {3}, {0 repeated}
+  EXPECT_EQ(plan_epoch(lengths, o, 0).trailing_repeats, (std::map<int64_t, int64_t>{{2, 1}}));
+  o.batch_size = 2;
+  o.rank = 0;
+  // Token budget: 3 whole batches over 2 ranks -> rank 1's second batch repeats batch 0.
+  LoaderOptions t = o;
+  t.rank = 1;
+  t.batch_size = 0;
+  t.max_batch_tokens = 20;
+  const EpochPlan pt = plan_epoch({10, 10, 10, 10, 10, 10}, t, 0);
+  ASSERT_EQ(pt.batches.size(), 2u);
+  EXPECT_EQ(pt.trailing_repeats, (std::map<int64_t, int64_t>{{1, 2}}));
+
+  TempDir dir;
+  config::DataOptions d = testing::test_data_options();
+  const auto ds = make_dataset({testing::write_varied_dataset(dir, 5)}, d);
+  for (const int workers : {0, 2}) {
+    SCOPED_TRACE("workers " + std::to_string(workers));
+    LoaderOptions lo = o;
+    lo.rank = 1;
+    lo.num_workers = workers;
+    {
+      DataLoader with(ds, lo);
+      with.next();
+      EXPECT_EQ(indices_of(with.next()), (std::vector<int64_t>{0}));
+    }
+    lo.exclude_repeats = true;
+    DataLoader without(ds, lo);
+    EXPECT_EQ(indices_of(without.next()), (std::vector<int64_t>{1, 3}));
+    const Batch empty = without.next();
+    EXPECT_EQ(empty.size(), 0);
+    EXPECT_EQ(empty.index, 1);
+    EXPECT_EQ(without.state().epoch, 1);  // the empty batch still counts as the epoch's second
+    EXPECT_EQ(without.counters().at("data_padded_samples"), 1);
+  }
+}
+
+// peek_tokens: the next batches' token metadata without pixels and without moving the position;
+// equal to what next() then returns (ids, labels, layouts: the counts the trainer takes from them).
+TEST(DataLoader, PeekTokensMatchesTheNextBatchesWithoutPixels) {
+  TempDir dir;
+  config::DataOptions d = testing::test_data_options();
+  d.object_order = "random";  // per-epoch order: the peek must use each batch's own epoch
+  const auto ds = make_dataset({testing::write_varied_dataset(dir, 7)}, d);
+  LoaderOptions o = LoaderOptions::from_config(d, /*batch_size=*/2, /*seed=*/5);
+  DataLoader loader(ds, o);
+  loader.next();
+  const LoaderState before = loader.state();
+  const std::vector<Batch> peeked = loader.peek_tokens(6);  // 4 batches per epoch: crosses into epoch 1
+  EXPECT_EQ(loader.state(), before);
+  ASSERT_EQ(peeked.size(), 6u);
+  for (const Batch& p : peeked) {
+    const Batch b = loader.next();
+    SCOPED_TRACE("epoch " + std::to_string(b.epoch) + " batch " + std::to_string(b.index));
+    EXPECT_EQ(p.epoch, b.epoch);
+    EXPECT_EQ(p.index, b.index);
+    EXPECT_EQ(indices_of(p), indices_of(b));
+    EXPECT_TRUE(torch::equal(p.input_ids, b.input_ids));
+    EXPECT_TRUE(torch::equal(p.labels, b.labels));
+    EXPECT_TRUE(torch::equal(p.image_grid_thw, b.image_grid_thw));
+    EXPECT_TRUE(torch::equal(p.response_targets, b.response_targets));
+    EXPECT_EQ(p.response_layout.types, b.response_layout.types);
+    ASSERT_EQ(p.response_layout.objects.size(), b.response_layout.objects.size());
+    for (size_t k = 0; k < p.response_layout.objects.size(); ++k)
+      EXPECT_EQ(p.response_layout.objects[k].coord_positions, b.response_layout.objects[k].coord_positions);
+    EXPECT_EQ(p.pixel_values.numel(), 0);
+    EXPECT_GT(b.pixel_values.numel(), 0);
+  }
+  EXPECT_EQ(peeked[5].epoch, 1);
+}
+
 }  // namespace
 }  // namespace coordexp::data

@@ -8,6 +8,7 @@
 
 #include "coordexp/train/checkpoint.h"
 #include "coordexp/train/progress.h"
+#include "coordexp/train/rng_state.h"
 #include "coordexp/util/error.h"
 #include "coordexp/util/fs.h"
 
@@ -71,6 +72,81 @@ TEST(CheckpointManager, SavesAtomicallyListsCompleteOnesPrunesAndCleansUp) {
   int hidden = 0;
   for (const auto& e : fs::directory_iterator(tmp.path)) hidden += e.path().filename().string()[0] == '.';
   EXPECT_EQ(hidden, 0);
+}
+
+// A checkpoint whose state.json names its run (run_id "" = no key, as before run ids).
+void write_run_checkpoint(const std::string& dir, const std::string& run_id) {
+  fs::create_directories(fs::path(dir) / "trainer_state");
+  util::write_file_atomic(dir + "/" + kCheckpointMarker, run_id.empty() ? "{}" : "{\"run_id\": \"" + run_id + "\"}");
+}
+
+// Run A saved 1..6; B resumed A's checkpoint-2 (branch at 2) and saves 3, 4: pruning counts B's
+// lineage only (A's 1, 2 and B's), never deletes A's abandoned 5 and 6, and latest_in follows B.
+TEST(CheckpointManager, LatestAndPruningFollowTheRunLineage) {
+  TempDir tmp;
+  {
+    CheckpointManager a(tmp.path.string(), 0);
+    a.set_lineage({"A", {}});
+    for (int64_t step = 1; step <= 6; ++step) a.save(step, [](const std::string& d) { write_run_checkpoint(d, "A"); });
+  }
+  CheckpointManager mgr(tmp.path.string(), 2);
+  const RunLineage b = RunLineage{"A", {}}.branch(2, "B");
+  EXPECT_EQ(b.ancestors, (std::vector<RunLineage::Ancestor>{{"A", 2}}));
+  EXPECT_TRUE(b.contains("A", 2));
+  EXPECT_FALSE(b.contains("A", 3));
+  EXPECT_TRUE(b.contains("B", 3));
+  EXPECT_EQ(mgr.latest_in(b)->step, 2);
+  EXPECT_TRUE(mgr.run_has_later("A", 2));
+  EXPECT_FALSE(mgr.run_has_later("A", 6));
+  mgr.set_lineage(b);
+  mgr.save(3, [](const std::string& d) { write_run_checkpoint(d, "B"); });
+  mgr.save(4, [](const std::string& d) { write_run_checkpoint(d, "B"); });  // replaces A's checkpoint-4
+  EXPECT_EQ(steps_of(mgr.list()), (std::vector<int64_t>{3, 4, 5, 6}));     // A's 1 and 2 pruned
+  EXPECT_EQ(mgr.list()[1].run_id, "B");
+  EXPECT_EQ(mgr.list()[2].run_id, "A");
+  EXPECT_EQ(mgr.latest()->step, 6);     // highest step: A's abandoned one
+  EXPECT_EQ(mgr.latest_in(b)->step, 4);  // the lineage's newest
+  // The current lineage file round-trips; absent = nullopt; damaged = FormatError naming it.
+  EXPECT_FALSE(mgr.read_current_lineage().has_value());
+  mgr.write_current_lineage(b);
+  EXPECT_EQ(*mgr.read_current_lineage(), b);
+  util::write_file_atomic((tmp.path / kLineageFile).string(), "[1]");
+  EXPECT_THROW(mgr.read_current_lineage(), FormatError);
+  // Checkpoints without a run id (older files) list with run id "" and belong to a lineage that
+  // names "" as an ancestor.
+  write_run_checkpoint((tmp.path / "checkpoint-9").string(), "");
+  EXPECT_EQ(mgr.list().back().run_id, "");
+  const RunLineage legacy_branch = RunLineage{"", {}}.branch(9, "C");
+  EXPECT_TRUE(legacy_branch.contains("", 9));
+}
+
+// Every generator of the run is saved and restored by name (on CPU: the default generator and a
+// second one through the same functions the CUDA generators take); names on one side only are
+// reported, not fatal.
+TEST(GeneratorStates, SaveAndRestoreEveryNamedGenerator) {
+  const NamedGenerators run = run_generators();
+  ASSERT_FALSE(run.empty());
+  EXPECT_EQ(run[0].first, "cpu");
+  for (size_t i = 1; i < run.size(); ++i) EXPECT_EQ(run[i].first, "cuda:" + std::to_string(i - 1));
+  NamedGenerators gens = {run[0], {"second", at::detail::createCPUGenerator(11)}};
+  auto draw = [&] {
+    return std::make_pair(torch::rand({4}, gens[0].second), torch::rand({4}, gens[1].second));
+  };
+  draw();
+  const auto saved = generator_states(gens);
+  ASSERT_EQ(saved.size(), 2u);
+  const auto expected = draw();
+  draw();
+  std::map<std::string, torch::Tensor> by_name(saved.begin(), saved.end());
+  by_name["cuda:7"] = saved[0].second;  // a device this run does not have
+  const GeneratorRestore r = restore_generator_states(gens, by_name);
+  EXPECT_TRUE(r.not_saved.empty());
+  EXPECT_EQ(r.not_here, (std::vector<std::string>{"cuda:7"}));
+  const auto again = draw();
+  EXPECT_TRUE(torch::equal(again.first, expected.first));
+  EXPECT_TRUE(torch::equal(again.second, expected.second));
+  by_name.erase("second");
+  EXPECT_EQ(restore_generator_states(gens, by_name).not_saved, (std::vector<std::string>{"second"}));
 }
 
 TEST(Progress, LineDurationAndModes) {

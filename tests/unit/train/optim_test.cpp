@@ -1,7 +1,8 @@
 // Optimizer pieces of the trainer: AdamW against torch::optim::AdamW bit for bit (whole tensors and
 // row slices with their own lr/wd), freezing, the state round trip through safetensors (continuing
 // from a reloaded state is bit-identical) and its error messages, gradient norm / clipping against
-// torch::nn::utils::clip_grad_norm_, parameter partitioning by key, and the lr schedule's values.
+// torch::nn::utils::clip_grad_norm_, parameter partitioning by key, the lr schedule's values, and the
+// float32 master weights of bfloat16 parameters.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -160,6 +161,76 @@ TEST(AdamW, FrozenGroupsAndRowsStayPutAndStateRoundTripContinuesBitExactly) {
   }
   for (auto& [key, t] : params_a) EXPECT_TRUE(bit_equal(t, params_b[key])) << key;
   std::filesystem::remove(path);
+}
+
+// bfloat16 parameters keep a float32 master in the optimizer: 100 updates of ~1e-4 each, every one
+// below half of bf16's rounding step at 1.0 (2^-8), accumulate in the master exactly as in a float32
+// run (bit for bit), and the bf16 parameter follows the master's rounding. The master travels in the
+// state (".master") and a reloaded state continues bit-exactly; a float32 run's state (no master)
+// loads into bf16 parameters by starting the master from them.
+TEST(AdamW, Bfloat16ParametersAccumulateSubRoundingUpdatesInAFloat32Master) {
+  const std::string key = "model.language_model.layers.0.mlp.up_proj.weight";
+  auto make = [&](torch::ScalarType dtype) {
+    return std::map<std::string, torch::Tensor>{{"lm_head.weight", torch::ones({6, 3}, dtype)},
+                                                {key, torch::full({3, 3}, -1.0, dtype)}};
+  };
+  AdamWSettings st;
+  st.weight_decay = 0.01;
+  auto p16 = make(torch::kBFloat16), p32 = make(torch::kFloat);
+  AdamW a16(partition_parameters(p16, {2, 3}), st), a32(partition_parameters(p32, {2, 3}), st);
+  auto step = [](std::map<std::string, torch::Tensor>& p, AdamW& opt, int k) {
+    int salt = 0;
+    for (auto& [name, t] : p)  // the same bf16-representable gradient values in both runs
+      set_grad(t, (fake_grad(t, k % 5, ++salt).abs() + 0.1).to(torch::kBFloat16).to(t.scalar_type()));
+    opt.step(1e-4);
+    opt.zero_grad();
+  };
+  for (int k = 0; k < 100; ++k) {
+    step(p16, a16, k);
+    step(p32, a32, k);
+  }
+  ASSERT_EQ(a16.trainable().size(), 4u);  // lm_head rows 0:2, 2:5 (coord), 5:6; up_proj
+  for (size_t i = 0; i < a16.trainable().size(); ++i) {
+    const ParamSlice& s16 = a16.trainable()[i];
+    const torch::Tensor master = a16.master(i);
+    ASSERT_TRUE(master.defined()) << s16.state_key();
+    EXPECT_EQ(master.scalar_type(), torch::kFloat);
+    EXPECT_TRUE(bit_equal(master, a32.trainable()[i].value())) << s16.state_key();
+    EXPECT_TRUE(bit_equal(s16.value(), master.to(torch::kBFloat16))) << s16.state_key();
+    EXPECT_FALSE(a32.master(i).defined());  // float32 parameters need none
+  }
+  // The total movement (~1e-2 down) is visible in bf16; each single update alone would have been rounded away.
+  EXPECT_GT((p16["lm_head.weight"].to(torch::kFloat) - 1).abs().min().item<double>(), 3e-3);
+  EXPECT_GT((p16[key].to(torch::kFloat) + 1).abs().min().item<double>(), 3e-3);
+  {
+    torch::NoGradGuard no_grad;
+    auto one = torch::ones({1}, torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(one - 1e-4, one));  // the premise: a lone 1e-4 step is lost in bf16
+  }
+
+  // Round trip: the state names the master; a fresh optimizer over bf16 copies continues bit-exactly.
+  const auto tensors = a16.state_tensors();
+  std::map<std::string, torch::Tensor> named(tensors.begin(), tensors.end());
+  ASSERT_TRUE(named.count(key + ".master"));
+  EXPECT_EQ(tensors.size(), 4u * 4u);
+  EXPECT_EQ(a32.state_tensors().size(), 4u * 3u);  // float32: no master entries (the file is unchanged)
+  auto p16b = make(torch::kBFloat16);  // not even the same values: the master sets them
+  AdamW b16(partition_parameters(p16b, {2, 3}), st);
+  b16.load_state_tensors(named, "test");
+  for (auto& [name, t] : p16b) EXPECT_TRUE(bit_equal(t, p16[name])) << name;
+  for (int k = 100; k < 103; ++k) {
+    step(p16, a16, k);
+    step(p16b, b16, k);
+  }
+  for (auto& [name, t] : p16b) EXPECT_TRUE(bit_equal(t, p16[name])) << name;
+
+  // A float32 run's state into bf16 parameters: the master starts from the parameters.
+  const auto t32 = a32.state_tensors();
+  auto p16c = make(torch::kBFloat16);
+  AdamW c16(partition_parameters(p16c, {2, 3}), st);
+  c16.load_state_tensors(std::map<std::string, torch::Tensor>(t32.begin(), t32.end()), "test");
+  for (size_t i = 0; i < c16.trainable().size(); ++i)
+    EXPECT_TRUE(bit_equal(c16.master(i), c16.trainable()[i].value().to(torch::kFloat)));
 }
 
 TEST(AdamW, GradNormAndClippingMatchTorchAndFindNonFiniteGradients) {

@@ -38,6 +38,17 @@ TEST(TrainerState, RoundTripsAndRejectsForeignOrDamagedFiles) {
   EXPECT_EQ(r.consecutive_nonfinite, 1);
   EXPECT_EQ(nlohmann::json::parse(r.loader_state_json), nlohmann::json::parse(s.loader_state_json));
   EXPECT_EQ(r.config, s.config);
+  EXPECT_EQ(r.lineage, s.lineage);
+  {
+    TrainerState l = s;
+    l.lineage = RunLineage{"A", {}}.branch(7, "B");
+    EXPECT_EQ(TrainerState::from_json(l.to_json(), "x").lineage, l.lineage);
+    EXPECT_EQ(RunLineage::from_json(l.lineage.to_json(), "x"), l.lineage);
+    auto old = nlohmann::json::parse(l.to_json());
+    old.erase("run_id");  // written before run ids: the legacy lineage ""
+    old.erase("run_ancestors");
+    EXPECT_EQ(TrainerState::from_json(old.dump(), "x").lineage, RunLineage{});
+  }
 
   EXPECT_THROW(TrainerState::from_json("{", "x"), FormatError);
   EXPECT_THROW(TrainerState::from_json(R"({"format": "other", "version": 1})", "x"), FormatError);

@@ -37,7 +37,8 @@ struct ModelOptions {
 template <class V>
 void visit_fields(V& v, ModelOptions& o) {
   v.field(Field("path", "Hugging Face model directory (config.json + model*.safetensors)"), o.path);
-  v.field(Field("dtype", "dtype the parameters are kept in (checkpoints of any float dtype load)")
+  v.field(Field("dtype", "dtype the parameters are kept in (checkpoints of any float dtype load); bfloat16 "
+                         "parameters train through float32 master weights kept by the optimizer")
               .choices({"float32", "bfloat16"}), o.dtype);
   v.field(Field("device", "where the model runs: auto picks cuda when available").choices({"auto", "cpu", "cuda"}),
           o.device);
