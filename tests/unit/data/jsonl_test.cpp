@@ -292,6 +292,47 @@ TEST(JsonlFileRead, PoliciesImagesAndSummary) {
   EXPECT_THROW(data::read_jsonl((dir.path() / "none.jsonl").string(), opt), DataError);
 }
 
+// A file long enough to be validated in parallel chunks (read_jsonl): records, counts, the listed
+// errors and the error thrown are those of a sequential read, in file order.
+TEST(JsonlFileRead, ParallelChunksKeepFileOrder) {
+  TempDir dir;
+  dir.write("img/a.jpg", "x");
+  std::string text;
+  constexpr int kLines = 20000;  // > 2 chunks
+  for (int i = 1; i <= kLines; ++i) {
+    if (i % 997 == 0)
+      text += R"({"images": ["img/a.jpg"], "width": 10, "height": 10, "objects": [{"desc": "bad", "bbox_2d": [1, 2]}]})";
+    else
+      text += R"({"images": ["img/a.jpg"], "width": 10, "height": 10, "objects": [{"desc": "d)" + std::to_string(i) +
+              R"(", "bbox_2d": [1, 2, 3, 4]}]})";
+    text += "\n";
+  }
+  const std::string path = dir.write("long.jsonl", text);
+  JsonlOptions opt;
+  opt.on_invalid = data::InvalidPolicy::kSkip;
+  const data::JsonlFile f = data::read_jsonl(path, opt);
+  const int invalid = kLines / 997;
+  ASSERT_EQ(f.records.size(), static_cast<size_t>(kLines - invalid));
+  size_t k = 0;
+  for (int i = 1; i <= kLines; ++i) {
+    if (i % 997 == 0) continue;
+    const auto& r = f.records[k++];
+    ASSERT_EQ(r.source, path + ":" + std::to_string(i));
+    ASSERT_EQ(r.objects.at(0).desc, "d" + std::to_string(i));
+  }
+  EXPECT_EQ(f.summary.num_invalid, invalid);
+  ASSERT_FALSE(f.summary.first_errors.empty());
+  EXPECT_EQ(f.summary.first_errors[0].rfind(path + ":997:", 0), 0u) << f.summary.first_errors[0];
+  EXPECT_EQ(f.summary.first_errors[1].rfind(path + ":1994:", 0), 0u) << f.summary.first_errors[1];
+  opt.on_invalid = data::InvalidPolicy::kError;
+  try {
+    data::read_jsonl(path, opt);
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(e.where(), path + ":997");
+  }
+}
+
 data::GtObject box(double x1, double y1, const std::string& desc = "o") {
   data::GtObject g;
   g.desc = desc;
