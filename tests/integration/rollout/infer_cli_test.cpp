@@ -6,12 +6,9 @@
 // run (torchrun variables, a free MASTER_PORT) merges to the same lines as 1 rank; expectation
 // readout runs; rollout.constrained gives complete CoordJSON; records with error lines make the exit
 // status 3; bad arguments exit 2.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coordexp/util/fs.h"
+#include "integration/dist/spawn.h"
 #include "integration/train/fixture.h"
 
 namespace ct = coordexp::train::testing;
@@ -145,70 +143,12 @@ void expect_same_predictions(const std::vector<json>& a, const std::vector<json>
   }
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error("cannot get a free port");
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Runs the binary with `args` as ranks 0..world-1 (torchrun's variables); exit codes, 200 = timeout.
 std::vector<int> run_ranks(int world, const std::vector<std::string>& args, const std::string& log_prefix,
                            int timeout_s) {
-  const int port = free_port();
-  std::vector<pid_t> pids;
-  for (int r = 0; r < world; ++r) {
-    const std::string log = log_prefix + ".rank" + std::to_string(r) + ".log";
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
-      ::setenv("LOCAL_WORLD_SIZE", std::to_string(world).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      ::setenv("OMP_NUM_THREADS", "1", 1);
-      std::vector<std::string> argv{COORDEXP_TRAIN_BIN};
-      argv.insert(argv.end(), args.begin(), args.end());
-      std::vector<char*> c;
-      for (auto& a : argv) c.push_back(a.data());
-      c.push_back(nullptr);
-      ::execv(c[0], c.data());
-      ::_exit(127);
-    }
-    pids.push_back(pid);
-  }
-  std::vector<int> codes(pids.size(), -1);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  for (size_t left = pids.size(); left > 0;) {
-    for (size_t i = 0; i < pids.size(); ++i) {
-      int status = 0;
-      if (codes[i] != -1 || ::waitpid(pids[i], &status, WNOHANG) != pids[i]) continue;
-      codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      --left;
-    }
-    if (left > 0 && std::chrono::steady_clock::now() > deadline) {
-      for (size_t i = 0; i < pids.size(); ++i)
-        if (codes[i] == -1) {
-          ::kill(pids[i], SIGKILL);
-          ::waitpid(pids[i], nullptr, 0);
-          codes[i] = 200;
-        }
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return codes;
+  std::vector<std::string> argv{COORDEXP_TRAIN_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return coordexp::dist::testing::run_ranks(world, argv, log_prefix, timeout_s, {"OMP_NUM_THREADS=1"});
 }
 
 }  // namespace
