@@ -98,7 +98,8 @@ if [[ "${1:-}" == "--from-scratch" ]]; then
   # The recipe as it was run (tests/data/demo-stage1/README.md), in planned pieces that resume
   # bit-exactly: phase 1 = stage1.yaml (a 4,000-step cosine) stopped after step 900; phase 2 =
   # stage1_continue.yaml from phase 1's step-900 weights with a fresh AdamW: a 7,000-step cosine up
-  # to step 4,256, then the same run shortened to 6,000 steps (the session's time ran short).
+  # to step 4,256, then the same run shortened to 6,000 steps (the session's time ran short); phase 3
+  # below continues from phase 2's last weights.
   # Extra flags go to every train call.
   if [[ ! -f "$WORK/phase1/model.safetensors" ]]; then
     phase "Stage-1 phase 1 from scratch (configs/demo/stage1.yaml, stopped after step 900)"
@@ -117,7 +118,25 @@ if [[ "${1:-}" == "--from-scratch" ]]; then
   "$BIN" train "${RUN2[@]}" --set train.max_steps=7000 --set train.stop_at_step=4256 "$@"
   phase "Stage-1 phase 2b (the same run shortened to 6,000 steps; resumes from the newest checkpoint)"
   "$BIN" train "${RUN2[@]}" "$@"
-  phase "done: checkpoints in $WORK/run2 (metrics.jsonl, train.log); the shipped copy is tests/data/demo-stage1/"
+  # Phase 3 (session 19): phase 2's step-6,000 weights again with a fresh AdamW at lr 6e-4, a 12,000-step
+  # cosine stopped (by a signal) after step 1,980, then the same run shortened to 3,600 steps.
+  if [[ ! -f "$WORK/phase2/model.safetensors" ]]; then
+    mkdir -p "$WORK/phase2"
+    for f in config.json model.safetensors preprocessor_config.json tokenizer.json tokenizer_config.json; do
+      cp "$WORK/run2/checkpoint-6000/$f" "$WORK/phase2/"
+    done
+  fi
+  RUN3=(--config configs/demo/stage1_continue.yaml
+        --set model.path="$WORK/phase2"
+        --set data.train_jsonl="[$WORK/data/train.jsonl]"
+        --set data.val_jsonl="[$WORK/data/val.jsonl]"
+        --set train.output_dir="$WORK/run3"
+        --set optim.lr=6e-4 --set optim.warmup_steps=100 --set train.eval_every=500)
+  phase "Stage-1 phase 3a (from phase 2's step 6,000: a 12,000-step cosine at lr 6e-4, stopped after step 1,980)"
+  "$BIN" train "${RUN3[@]}" --set train.max_steps=12000 --set train.stop_at_step=1980 "$@"
+  phase "Stage-1 phase 3b (the same run shortened to 3,600 steps)"
+  "$BIN" train "${RUN3[@]}" --set train.max_steps=3600 "$@"
+  phase "done: checkpoints in $WORK/run3 (metrics.jsonl, train.log); the shipped copy is tests/data/demo-stage1/"
   exit 0
 fi
 
