@@ -101,13 +101,17 @@ if [[ "${1:-}" == "--from-scratch" ]]; then
   # to step 4,256, then the same run shortened to 6,000 steps (the session's time ran short); phase 3
   # below continues from phase 2's last weights.
   # Extra flags go to every train call.
+  # model_files CKPT DIR: a checkpoint's model files (no optimizer state), the next phase's start.
+  model_files() {
+    mkdir -p "$2"
+    for f in config.json model.safetensors preprocessor_config.json tokenizer.json tokenizer_config.json; do
+      cp "$1/$f" "$2/"
+    done
+  }
   if [[ ! -f "$WORK/phase1/model.safetensors" ]]; then
     phase "Stage-1 phase 1 from scratch (configs/demo/stage1.yaml, stopped after step 900)"
     "$BIN" train "${RUN[@]}" --set train.stop_at_step=900 "$@"
-    mkdir -p "$WORK/phase1"
-    for f in config.json model.safetensors preprocessor_config.json tokenizer.json tokenizer_config.json; do
-      cp "$WORK/run/checkpoint-900/$f" "$WORK/phase1/"
-    done
+    model_files "$WORK/run/checkpoint-900" "$WORK/phase1"
   fi
   RUN2=(--config configs/demo/stage1_continue.yaml
         --set model.path="$WORK/phase1"
@@ -121,10 +125,7 @@ if [[ "${1:-}" == "--from-scratch" ]]; then
   # Phase 3 (session 19): phase 2's step-6,000 weights again with a fresh AdamW at lr 6e-4, a 12,000-step
   # cosine stopped (by a signal) after step 1,980, then the same run shortened to 3,600 steps.
   if [[ ! -f "$WORK/phase2/model.safetensors" ]]; then
-    mkdir -p "$WORK/phase2"
-    for f in config.json model.safetensors preprocessor_config.json tokenizer.json tokenizer_config.json; do
-      cp "$WORK/run2/checkpoint-6000/$f" "$WORK/phase2/"
-    done
+    model_files "$WORK/run2/checkpoint-6000" "$WORK/phase2"
   fi
   RUN3=(--config configs/demo/stage1_continue.yaml
         --set model.path="$WORK/phase2"

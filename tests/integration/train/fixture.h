@@ -97,6 +97,21 @@ inline std::string fresh_dir(const std::string& name) {
   return p.string();
 }
 
+// A JSONL next to `dir` holding only the training set's first record (its images copied beside it):
+// every step of a run on it sees the same batch.
+inline std::string one_record_jsonl(const std::string& dir) {
+  const std::string one = dir + "_one.jsonl";
+  {
+    std::ifstream in(Assets::get().train_jsonl);
+    std::string first;
+    std::getline(in, first);
+    std::ofstream(one) << first << "\n";
+  }
+  fs::copy(fs::path(Assets::get().train_jsonl).parent_path() / "images", fs::path(one).parent_path() / "images",
+           fs::copy_options::skip_existing | fs::copy_options::recursive);
+  return one;
+}
+
 // A small, fast, deterministic configuration: CPU, float32, one compute thread, 64x64 images (a
 // 4096-pixel budget: 16 patches of 16 px -> 4 image tokens), one loader worker, no progress line.
 inline config::RunConfig base_config(const std::string& output_dir) {

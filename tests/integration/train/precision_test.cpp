@@ -20,15 +20,7 @@ std::vector<double> losses(const std::string& dir) {
 // One record repeated (every step sees the same batch), lr 2e-5 constant after 1 warmup step.
 config::RunConfig fixed_batch_config(const std::string& dir, const std::string& dtype) {
   auto c = base_config(dir);
-  const std::string one = dir + "_one.jsonl";
-  {
-    std::ifstream in(Assets::get().train_jsonl);
-    std::string first;
-    std::getline(in, first);
-    std::ofstream(one) << first << "\n";
-  }
-  fs::copy(fs::path(Assets::get().train_jsonl).parent_path() / "images", fs::path(one).parent_path() / "images",
-           fs::copy_options::skip_existing | fs::copy_options::recursive);
+  const std::string one = testing::one_record_jsonl(dir);
   c.data.train_jsonl = {one};
   c.data.shuffle = false;
   c.model.dtype = dtype;

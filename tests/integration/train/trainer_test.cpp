@@ -38,15 +38,7 @@ TEST(Trainer, OverfitsAFixedBatchIn50Steps) {
   const std::string dir = fresh_dir("overfit");
   auto c = base_config(dir);
   // One record repeated: every step sees the same batch.
-  const std::string one = dir + "_one.jsonl";
-  {
-    std::ifstream in(Assets::get().train_jsonl);
-    std::string first;
-    std::getline(in, first);
-    std::ofstream(one) << first << "\n";
-  }
-  fs::copy(fs::path(Assets::get().train_jsonl).parent_path() / "images", fs::path(one).parent_path() / "images",
-           fs::copy_options::skip_existing | fs::copy_options::recursive);
+  const std::string one = testing::one_record_jsonl(dir);
   c.data.train_jsonl = {one};
   c.data.shuffle = false;
   c.train.max_steps = 50;
