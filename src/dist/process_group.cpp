@@ -27,17 +27,13 @@
 #include <cstring>
 
 #include "coordexp/util/error.h"
+#include "coordexp/util/torch_compat.h"
 
 namespace coordexp::dist {
 namespace {
 
-// LibTorch 2.x moved the collectives from ProcessGroup onto per-device Backend objects; both
-// expose the same allreduce / broadcast / barrier signatures.
-#if TORCH_VERSION_MAJOR >= 2
-using CollectiveBackend = c10d::Backend;
-#else
-using CollectiveBackend = c10d::ProcessGroup;
-#endif
+// ProcessGroup (1.13) or Backend (2.x): see util/torch_compat.h.
+using compat::CollectiveBackend;
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
@@ -70,17 +66,13 @@ std::string first_line(const std::exception& e) {
 // waits for each gradient bucket before queueing the next. A user's own setting wins.
 void enable_nccl_timeouts() {
   for (const char* v : {"TORCH_NCCL_BLOCKING_WAIT", "NCCL_BLOCKING_WAIT", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
-                        "NCCL_ASYNC_ERROR_HANDLING"})
+                        "NCCL_ASYNC_ERROR_HANDLING"})  // every name either version reads
     if (const char* value = std::getenv(v); value && *value) {
       spdlog::info("dist: {}={} is set in the environment: NCCL error handling left as configured "
                    "(unset it to get blocking wait, which enforces dist.timeout_s with a clear error)", v, value);
       return;
     }
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
-  const char* const blocking_wait = "TORCH_NCCL_BLOCKING_WAIT";
-#else
-  const char* const blocking_wait = "NCCL_BLOCKING_WAIT";
-#endif
+  const char* const blocking_wait = compat::kNcclBlockingWaitEnv;
   ::setenv(blocking_wait, "1", /*overwrite=*/0);  // read by ProcessGroupNCCL's constructor
   spdlog::debug("dist: {}=1 (NCCL collectives time out after dist.timeout_s)", blocking_wait);
 }
@@ -170,7 +162,9 @@ struct ProcessGroup::Impl {
 
   void all_reduce(torch::Tensor& t, const std::string& what) {
     std::vector<at::Tensor> v{t};
-    finish(group->allreduce(v), what);
+    c10d::AllreduceOptions sum;
+    sum.reduceOp = c10d::ReduceOp::SUM;  // the default, spelled out: every caller sums
+    finish(group->allreduce(v, sum), what);
   }
 
   template <class T>

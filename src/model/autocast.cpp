@@ -1,25 +1,28 @@
-// AutocastScope / AutocastState (see autocast.h): the LibTorch 1.13 entry points
-// (at::autocast::{is_enabled,is_cpu_enabled,set_*,increment_nesting,decrement_nesting,clear_cache}).
+// AutocastScope / AutocastState (see autocast.h): flags and dtypes through util/torch_compat.h (their
+// entry points differ between LibTorch 1.13 and 2.4+); increment_nesting, decrement_nesting and
+// clear_cache are at::autocast's own, spelled the same in both.
 #include "coordexp/model/autocast.h"
 
 #include <ATen/autocast_mode.h>
+
+#include "coordexp/util/torch_compat.h"
 
 namespace coordexp::model {
 
 AutocastState AutocastState::current() {
   AutocastState s;
-  s.cuda_enabled = at::autocast::is_enabled();
-  s.cuda_dtype = at::autocast::get_autocast_gpu_dtype();
-  s.cpu_enabled = at::autocast::is_cpu_enabled();
-  s.cpu_dtype = at::autocast::get_autocast_cpu_dtype();
+  s.cuda_enabled = compat::autocast_enabled(c10::DeviceType::CUDA);
+  s.cuda_dtype = compat::autocast_dtype(c10::DeviceType::CUDA);
+  s.cpu_enabled = compat::autocast_enabled(c10::DeviceType::CPU);
+  s.cpu_dtype = compat::autocast_dtype(c10::DeviceType::CPU);
   return s;
 }
 
 void AutocastState::apply() const {
-  at::autocast::set_enabled(cuda_enabled);
-  at::autocast::set_autocast_gpu_dtype(cuda_dtype);
-  at::autocast::set_cpu_enabled(cpu_enabled);
-  at::autocast::set_autocast_cpu_dtype(cpu_dtype);
+  compat::set_autocast_enabled(c10::DeviceType::CUDA, cuda_enabled);
+  compat::set_autocast_dtype(c10::DeviceType::CUDA, cuda_dtype);
+  compat::set_autocast_enabled(c10::DeviceType::CPU, cpu_enabled);
+  compat::set_autocast_dtype(c10::DeviceType::CPU, cpu_dtype);
 }
 
 AutocastScope::AutocastScope(const AutocastState& target)
@@ -34,6 +37,8 @@ AutocastScope::~AutocastScope() {
   prev_.apply();
 }
 
-bool autocast_active() { return at::autocast::is_enabled() || at::autocast::is_cpu_enabled(); }
+bool autocast_active() {
+  return compat::autocast_enabled(c10::DeviceType::CUDA) || compat::autocast_enabled(c10::DeviceType::CPU);
+}
 
 }  // namespace coordexp::model

@@ -11,6 +11,7 @@
 #include "coordexp/model/checkpointing.h"
 #include "coordexp/model/rope.h"
 #include "coordexp/util/error.h"
+#include "coordexp/util/torch_compat.h"
 
 namespace coordexp::model {
 namespace {
@@ -49,7 +50,7 @@ torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor& k, con
   const int64_t g = q.size(1) / k.size(1);
   auto kr = g == 1 ? k : k.repeat_interleave(g, 1);
   auto vr = g == 1 ? v : v.repeat_interleave(g, 1);
-  return std::get<0>(at::_scaled_dot_product_attention(q, kr, vr, bias.defined() ? c10::optional<torch::Tensor>(bias.to(q.scalar_type())) : c10::nullopt));
+  return compat::scaled_dot_product_attention(q, kr, vr, bias.defined() ? bias.to(q.scalar_type()) : torch::Tensor());
 }
 
 }  // namespace

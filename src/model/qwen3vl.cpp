@@ -12,6 +12,7 @@
 #include "coordexp/model/rope.h"
 #include "coordexp/util/error.h"
 #include "coordexp/util/fs.h"
+#include "coordexp/util/torch_compat.h"
 
 namespace coordexp::model {
 namespace {
@@ -42,11 +43,7 @@ ModelRuntime ModelRuntime::from_options(const config::ModelOptions& o) {
   o.validate();
   ModelRuntime r;
   r.param_dtype = o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat;
-  const bool cuda = torch::cuda::is_available();
-  if (o.device == "cuda" && !cuda)
-    throw ConfigError("device 'cuda' requested but CUDA is not available in this build/machine", "key model.device",
-                      "use device: cpu or auto");
-  r.device = (o.device == "cuda" || (o.device == "auto" && cuda)) ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  r.device = compat::select_device(o.device, "model.device");
   r.cuda_autocast = o.cuda_autocast;
   r.use_sdpa = o.attn_implementation == "sdpa";
   r.checkpoint_text_layers = o.gradient_checkpointing_text;

@@ -1,11 +1,9 @@
-// Named states of the run's torch generators (rng_state.h). The CUDA generators come from
-// at::globalContext().defaultGenerator(Device), which dispatches through the CUDA hooks: the same
-// call in LibTorch 1.13 and 2.x, and never reached on a build or machine without CUDA.
+// Named states of the run's torch generators (rng_state.h). The generators come from
+// compat::default_generator (util/torch_compat.h: the CUDA ones through the CUDA hooks), never asked
+// for a CUDA device on a build or machine without CUDA.
 #include "coordexp/train/rng_state.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Context.h>
-#include <torch/cuda.h>
+#include "coordexp/util/torch_compat.h"
 
 #include <mutex>
 
@@ -13,13 +11,10 @@ namespace coordexp::train {
 
 NamedGenerators run_generators() {
   NamedGenerators out;
-  out.emplace_back("cpu", at::detail::getDefaultCPUGenerator());
-  if (torch::cuda::is_available()) {
-    const auto n = static_cast<int64_t>(torch::cuda::device_count());
-    for (int64_t i = 0; i < n; ++i)
-      out.emplace_back("cuda:" + std::to_string(i),
-                       at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<at::DeviceIndex>(i))));
-  }
+  out.emplace_back("cpu", compat::default_generator(at::Device(at::kCPU)));
+  for (int i = 0; i < compat::cuda_device_count(); ++i)
+    out.emplace_back("cuda:" + std::to_string(i),
+                     compat::default_generator(at::Device(at::kCUDA, static_cast<at::DeviceIndex>(i))));
   return out;
 }
 
