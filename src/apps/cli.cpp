@@ -38,6 +38,7 @@ const CommandFactory kCommands[] = {
     &add_derive_tokenizer_command,
     &add_make_demo_data_command,
     &add_infer_command,
+    &add_export_command,
 };
 
 // Debian's LibTorch starts with one intra-op thread (omp_get_max_threads() reports 1 here), which

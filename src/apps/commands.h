@@ -25,5 +25,6 @@ CommandRegistration add_report_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_derive_tokenizer_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_make_demo_data_command(CLI::App& app, const GlobalFlags& flags);
 CommandRegistration add_infer_command(CLI::App& app, const GlobalFlags& flags);
+CommandRegistration add_export_command(CLI::App& app, const GlobalFlags& flags);
 
 }  // namespace coordexp::apps

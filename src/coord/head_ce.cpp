@@ -54,10 +54,12 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
     torch::Tensor sums = torch::zeros({kNumHeadCeTerms}, hidden.options().dtype(dt));
     torch::Tensor coord = torch::empty({K, CoordIdRange::kNumBins}, hidden.options());
     torch::Tensor lse = torch::empty({K}, hidden.options().dtype(dt));
+    // A frozen head (adapter training) gets no [V, H] weight gradient at all.
+    const bool weight_grad = weight.requires_grad();
     torch::Tensor pre_gh, pre_gw;
     if (grads) {
       pre_gh = torch::empty_like(hidden);
-      pre_gw = torch::zeros({V, hidden.size(1)}, weight.options().dtype(dt));
+      if (weight_grad) pre_gw = torch::zeros({V, hidden.size(1)}, weight.options().dtype(dt));
     }
     for (int64_t r0 = 0; r0 < K; r0 += chunk) {
       const int64_t n = std::min(chunk, K - r0);
@@ -73,15 +75,16 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
       if (grads) {
         const torch::Tensor g = ce_logit_grad(logits, lse_c, tgt, a.narrow(0, r0, n));
         pre_gh.narrow(0, r0, n).copy_(torch::matmul(g.to(W.scalar_type()), W));
-        pre_gw.addmm_(g.t(), h.to(dt));
+        if (weight_grad) pre_gw.addmm_(g.t(), h.to(dt));
       }
     }
     ctx->save_for_backward({hidden, weight, targets, term, row_weight, scale, lse});
     ctx->saved_data["first"] = first;
     ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["weight_grad"] = weight_grad;
     if (grads) {
       ctx->saved_data["pre_gh"] = pre_gh;
-      ctx->saved_data["pre_gw"] = pre_gw;
+      if (weight_grad) ctx->saved_data["pre_gw"] = pre_gw;
     }
     return {sums, coord};
   }
@@ -92,6 +95,7 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
                         &row_weight = saved[4], &scale = saved[5], &lse = saved[6];
     const int64_t first = ctx->saved_data["first"].toInt(), chunk = ctx->saved_data["chunk"].toInt();
     const int64_t K = hidden.size(0);
+    const bool weight_grad = ctx->saved_data["weight_grad"].toBool();
     const torch::ScalarType dt = math_dtype(hidden);
     const torch::Tensor g_sums = grad_out[0].defined() ? grad_out[0].to(torch::kDouble).cpu()
                                                        : torch::zeros({kNumHeadCeTerms}, torch::kDouble);
@@ -118,12 +122,12 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
     const torch::Tensor W = weight.to(hidden.scalar_type());
     if (reuse) {
       gh = ctx->saved_data["pre_gh"].toTensor() * c;
-      gw = ctx->saved_data["pre_gw"].toTensor() * c;
+      if (weight_grad) gw = ctx->saved_data["pre_gw"].toTensor() * c;
     } else {
       // The incoming gradients differ from the declared ones: go over the chunks again with them.
       ++g_backward_passes;
       gh = torch::zeros_like(hidden);
-      gw = torch::zeros({weight.size(0), hidden.size(1)}, weight.options().dtype(dt));
+      if (weight_grad) gw = torch::zeros({weight.size(0), hidden.size(1)}, weight.options().dtype(dt));
       const torch::Tensor a = row_coefficients(term, row_weight, g_sums.to(hidden.device()), dt);
       for (int64_t r0 = 0; r0 < K; r0 += chunk) {
         const int64_t n = std::min(chunk, K - r0);
@@ -131,15 +135,15 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
         const torch::Tensor logits = torch::matmul(h, W.t()).to(dt);
         const torch::Tensor gl = ce_logit_grad(logits, lse.narrow(0, r0, n), targets.narrow(0, r0, n), a.narrow(0, r0, n));
         gh.narrow(0, r0, n).copy_(torch::matmul(gl.to(W.scalar_type()), W));
-        gw.addmm_(gl.t(), h.to(dt));
+        if (weight_grad) gw.addmm_(gl.t(), h.to(dt));
       }
     }
     if (g_coord.defined()) {
       const torch::Tensor Wc = W.narrow(0, first, CoordIdRange::kNumBins);
       gh = gh + torch::matmul(g_coord.to(W.scalar_type()), Wc);
-      gw.narrow(0, first, CoordIdRange::kNumBins).addmm_(g_coord.t().to(dt), hidden.to(dt));
+      if (weight_grad) gw.narrow(0, first, CoordIdRange::kNumBins).addmm_(g_coord.t().to(dt), hidden.to(dt));
     }
-    return {gh.to(hidden.scalar_type()), gw.to(weight.scalar_type()), {}, {}, {}, {}, {}, {}};
+    return {gh.to(hidden.scalar_type()), weight_grad ? gw.to(weight.scalar_type()) : torch::Tensor(), {}, {}, {}, {}, {}, {}};
   }
 };
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "coordexp/model/adapter.h"
 #include "coordexp/model/autocast.h"
 #include "coordexp/model/checkpointing.h"
 #include "coordexp/model/rope.h"
@@ -68,6 +69,8 @@ WeightBiasImpl::WeightBiasImpl(const std::vector<int64_t>& weight_shape, bool wi
 }
 
 torch::Tensor linear(const torch::Tensor& x, const WeightBias& p) {
+  if (p->adapter)
+    return adapted_linear(x, p->weight, p->bias, *p->adapter, p->is_training() && torch::GradMode::is_enabled());
   return torch::linear(x, cast_weight(p->weight, x), cast_weight(p->bias, x));
 }
 
@@ -238,6 +241,14 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& h, const torch::Ten
     k = plan.cache->keys(layer_index, plan.append->key_len);
     v = plan.cache->values(layer_index, plan.append->key_len);
   }
+  if (plan.capture) {  // views: attention's backward keeps k and v alive anyway
+    plan.capture->keys.at(layer_index) = k.narrow(2, 0, plan.capture->length);
+    plan.capture->values.at(layer_index) = v.narrow(2, 0, plan.capture->length);
+  }
+  if (plan.prefix) {
+    k = torch::cat({plan.prefix->keys.at(layer_index).to(k.scalar_type()), k}, 2);
+    v = torch::cat({plan.prefix->values.at(layer_index).to(v.scalar_type()), v}, 2);
+  }
   auto o = plan.use_sdpa ? sdpa_attention(q, k, v, plan.bias)
                          : grouped_attention(q, k, v, plan.bias, std::pow(static_cast<double>(head_dim_), -0.5));
   auto r = h + linear(o.transpose(1, 2).reshape({B, T, num_heads_ * head_dim_}), o_proj);
@@ -258,6 +269,9 @@ torch::Tensor TextModelImpl::forward(const torch::Tensor& inputs_embeds, const t
                                      Trace* trace) {
   auto h = inputs_embeds;
   const bool checkpoint = gradient_checkpointing && plan.cache == nullptr;
+  // A checkpointed layer records no graph for captured keys and routes no gradient into reused ones.
+  COORDEXP_CHECK(!(checkpoint && torch::GradMode::is_enabled() && (plan.prefix || plan.capture)),
+                 "prefix keys/values cannot be captured or reused under text-layer gradient checkpointing");
   for (size_t i = 0; i < layers->size(); ++i) {
     auto layer = layers->ptr<DecoderLayerImpl>(i);
     const int64_t li = static_cast<int64_t>(i);

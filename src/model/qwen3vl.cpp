@@ -1,6 +1,7 @@
 // Qwen3VL owner: loading/saving, random init, image encoding and the decoder forward with
 // embedding scatter, embedding overrides, position ids, attention planning (padding / KV cache)
-// and selective logits (see qwen3vl.h).
+// and selective logits (see qwen3vl.h); a forward can capture its prefix keys/values or reuse them
+// and compute only the tail.
 #include "coordexp/model/qwen3vl.h"
 
 #include <spdlog/spdlog.h>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "coordexp/model/adapter.h"
 #include "coordexp/model/autocast.h"
 #include "coordexp/model/rope.h"
 #include "coordexp/util/error.h"
@@ -31,6 +33,23 @@ std::optional<AutocastState> forward_autocast(const ModelRuntime& r) {
     return std::nullopt;
   }
   return s;
+}
+
+// A reused prefix must fit the forward: no cache, a non-empty tail, one [B, nkv, P, hd] pair per layer.
+void check_prefix(const PrefixKv& p, const ForwardInputs& in, int64_t B, int64_t T, const TextConfig& t) {
+  if (in.cache) throw DataError("a forward with a KV cache cannot reuse prefix keys/values", "prefix");
+  if (p.length < 1 || p.length >= T)
+    throw DataError("prefix length " + std::to_string(p.length) + " is outside [1, T) for T = " + std::to_string(T),
+                    "prefix", "a prefix leaves at least one position to compute");
+  if (static_cast<int64_t>(p.keys.size()) != t.num_hidden_layers ||
+      static_cast<int64_t>(p.values.size()) != t.num_hidden_layers)
+    throw DataError("prefix holds keys/values of " + std::to_string(p.keys.size()) + " layers, the model has " +
+                        std::to_string(t.num_hidden_layers), "prefix");
+  const std::vector<int64_t> want{B, t.num_key_value_heads, p.length, t.head_dim};
+  for (size_t l = 0; l < p.keys.size(); ++l)
+    if (!p.keys[l].defined() || !p.values[l].defined() || p.keys[l].sizes() != want || p.values[l].sizes() != want)
+      throw DataError("prefix keys/values of layer " + std::to_string(l) + " are not " + c10::str(c10::IntArrayRef(want)),
+                      "prefix", "capture them with a forward over the same batch (capture_prefix)");
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -77,8 +96,38 @@ Qwen3VL Qwen3VL::load(const std::string& dir, const ModelRuntime& runtime) {
 
 std::map<std::string, torch::Tensor> Qwen3VL::named_parameters() const {
   std::map<std::string, torch::Tensor> out;
-  for (const auto& item : module_->named_parameters(/*recurse=*/true)) out[item.key()] = item.value();
+  for (const auto& item : module_->named_parameters(/*recurse=*/true))
+    if (!is_adapter_parameter_key(item.key())) out[item.key()] = item.value();
   return out;
+}
+
+std::map<std::string, torch::Tensor> Qwen3VL::adapter_parameters() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : module_->named_parameters(/*recurse=*/true))
+    if (is_adapter_parameter_key(item.key())) out[item.key()] = item.value();
+  if (coord_offset_.embed.defined()) out[kCoordOffsetEmbedKey] = coord_offset_.embed;
+  if (coord_offset_.lm_head.defined() && !coord_offset_.lm_head.is_same(coord_offset_.embed))
+    out[kCoordOffsetHeadKey] = coord_offset_.lm_head;
+  return out;
+}
+
+void Qwen3VL::set_adapters(AdapterSpec spec, CoordOffsetTables tables) {
+  adapter_spec_ = std::move(spec);
+  coord_offset_ = std::move(tables);
+}
+
+torch::Tensor Qwen3VL::lm_head_weight() const {
+  const torch::Tensor& W = module_->lm_head_weight();
+  if (!coord_offset_.lm_head.defined()) return W;
+  return add_coord_rows(W, coord_offset_.lm_head, adapter_spec_.coord_first_id);
+}
+
+torch::Tensor Qwen3VL::coord_embedding_rows(int64_t coord_first_id) const {
+  const torch::Tensor E = module_->language_model->embed_tokens->weight.narrow(0, coord_first_id, kCoordOffsetRows);
+  if (!coord_offset_.embed.defined()) return E;
+  COORDEXP_CHECK(coord_first_id == adapter_spec_.coord_first_id, "coord rows asked at " << coord_first_id
+                 << " but the coord offset was attached at " << adapter_spec_.coord_first_id);
+  return E + coord_offset_.embed.to(E.scalar_type());
 }
 
 void Qwen3VL::set_gradient_checkpointing(bool text_layers, bool vision_blocks) {
@@ -153,12 +202,31 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
     mask = in.attention_mask.to(dev).ne(0);
   }
   auto& text = module_->language_model;
+  // With a reused prefix only the tail [P, T) is computed; P = 0 is the whole sequence.
+  const int64_t P = in.prefix ? in.prefix->length : 0;
+  if (in.prefix) check_prefix(*in.prefix, in, B, T, c.text);
+  if (in.capture_prefix) {
+    if (in.cache || in.prefix)
+      throw DataError("a forward with a KV cache or a reused prefix cannot capture prefix keys/values", "capture_prefix");
+    if (in.capture_prefix->length < 0 || in.capture_prefix->length > T)
+      throw DataError("capture_prefix length " + std::to_string(in.capture_prefix->length) + " is outside [0, " +
+                          std::to_string(T) + "]", "capture_prefix");
+    if (runtime_.checkpoint_text_layers && torch::GradMode::is_enabled())
+      throw DataError("prefix keys/values cannot be captured with text-layer gradient checkpointing on (its layers "
+                      "keep no graph)", "capture_prefix", "turn model.gradient_checkpointing_text off for the reuse");
+    in.capture_prefix->keys.assign(c.text.num_hidden_layers, torch::Tensor());
+    in.capture_prefix->values.assign(c.text.num_hidden_layers, torch::Tensor());
+  }
 
-  // 1. Token embeddings, image features at <|image_pad|>, overrides.
-  auto h = torch::embedding(text->embed_tokens->weight, ids).to(compute_dtype());
+  // 1. Token embeddings, image features at <|image_pad|>, overrides (tail positions only).
+  auto h = torch::embedding(text->embed_tokens->weight, P > 0 ? ids.narrow(1, P, T - P) : ids).to(compute_dtype());
+  if (coord_offset_.embed.defined())  // adapter.coord_offset: the coord rows' trainable delta
+    h = h + coord_offset_embedding(coord_offset_.embed, P > 0 ? ids.narrow(1, P, T - P) : ids, adapter_spec_.coord_first_id)
+                .to(h.scalar_type());
   auto image_mask = ids.eq(c.image_token_id);
   const int64_t num_pads = image_mask.sum().item<int64_t>();
   torch::Tensor visual_mask;
+  std::vector<torch::Tensor> tail_deepstack;  // the DeepStack rows of the tail's image pads (P > 0)
   if (in.vision) {
     if (in.cache && !in.cache->empty())
       throw DataError("vision features can only be passed to the first forward (prefill) of a KV cache", "vision");
@@ -166,8 +234,20 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
       throw DataError("input_ids contain " + std::to_string(num_pads) + " <|image_pad|> tokens but the vision features have " +
                           std::to_string(in.vision->num_tokens()) + " rows", "input_ids",
                       "each image needs grid_t*grid_h*grid_w / merge^2 pads, in the order of image_grid_thw");
-    visual_mask = image_mask;
-    h = h.index_put({visual_mask}, in.vision->image_embeds.to(dev, h.scalar_type()));
+    if (P == 0) {
+      visual_mask = image_mask;
+      h = h.index_put({visual_mask}, in.vision->image_embeds.to(dev, h.scalar_type()));
+    } else {
+      // Feature rows follow the pads in row-major [B, T] order: pick those of the tail's pads.
+      const auto tail_mask = image_mask.narrow(1, P, T - P);
+      if (tail_mask.any().item<bool>()) {
+        const auto order = (image_mask.reshape({-1}).to(torch::kLong).cumsum(0) - 1).view({B, T});
+        const auto rows = order.narrow(1, P, T - P).masked_select(tail_mask);
+        visual_mask = tail_mask;
+        h = h.index_put({visual_mask}, in.vision->image_embeds.to(dev).index_select(0, rows).to(h.scalar_type()));
+        for (const auto& d : in.vision->deepstack) tail_deepstack.push_back(d.to(dev).index_select(0, rows));
+      }
+    }
   } else if (num_pads > 0) {
     throw DataError("input_ids contain " + std::to_string(num_pads) + " <|image_pad|> tokens but no vision features were given",
                     "input_ids", "call encode_images and pass the features with the forward");
@@ -184,11 +264,15 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
       if (rb.min().item<int64_t>() < 0 || rb.max().item<int64_t>() >= B || rt.min().item<int64_t>() < 0 ||
           rt.max().item<int64_t>() >= T)
         throw DataError("embedding override position outside [0, B) x [0, T)", "embedding_override");
+      if (rt.min().item<int64_t>() < P)
+        throw DataError("embedding override at position " + std::to_string(rt.min().item<int64_t>()) +
+                            " lies in the reused prefix [0, " + std::to_string(P) + ")", "embedding_override",
+                        "start the prefix before the first overridden position");
       if (image_mask.index({rb, rt}).any().item<bool>())
         throw DataError("embedding override targets an <|image_pad|> position", "embedding_override",
                         "image features come only from the vision tower");
     }
-    h = h.index_put({rb, rt}, ov.rows.to(dev, h.scalar_type()));
+    h = h.index_put({rb, rt - P}, ov.rows.to(dev, h.scalar_type()));
   }
   if (in.trace) (*in.trace)["inputs_embeds"] = h.detach();
 
@@ -218,6 +302,8 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
     out.position_ids = ri.position_ids.to(dev);
     out.rope_deltas = ri.rope_deltas;
   }
+  // The tail's positions are the full sequence's (HF's 3-D mrope index needs the whole row).
+  if (P > 0) out.position_ids = out.position_ids.narrow(2, P, T - P);
   auto [cos, sin] = mrope_cos_sin(out.position_ids, inv_freq_, c.text.mrope_section);
   cos = cos.to(h.scalar_type());
   sin = sin.to(h.scalar_type());
@@ -239,36 +325,60 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
     plan.append = &append;
     plan.bias = append.attn_bias;
   } else {
-    // Without padding one [1, 1, T, T] causal bias serves the whole batch.
+    // Without padding one [1, 1, T, T] causal bias serves the whole batch; a tail's queries sit at
+    // [P, T) of the same keys (the rows [P, T) of the full forward's bias).
     auto valid = mask.defined() ? mask : torch::ones({1, T}, torch::TensorOptions(torch::kBool).device(dev));
-    plan.bias = make_attention_bias(valid, std::vector<int64_t>(valid.size(0), 0), T, h.scalar_type());
+    plan.bias = make_attention_bias(valid, std::vector<int64_t>(valid.size(0), P), T - P, h.scalar_type());
+    plan.prefix = in.prefix;
+    plan.capture = in.capture_prefix;
   }
 
   // 4. Decoder, final norm, logits where asked.
   static const std::vector<torch::Tensor> kNoDeepstack;
-  auto hn = text->forward(h, cos, sin, plan, visual_mask, in.vision ? in.vision->deepstack : kNoDeepstack, in.trace);
+  const std::vector<torch::Tensor>& deepstack = P > 0 ? tail_deepstack : in.vision ? in.vision->deepstack : kNoDeepstack;
+  auto hn = text->forward(h, cos, sin, plan, visual_mask, deepstack, in.trace);
   if (in.trace) (*in.trace)["last_hidden_state"] = hn.detach();
   if (in.return_hidden_states) out.hidden_states = hn;
-  const auto& W = module_->lm_head_weight();
+  // The LM head; with a coord offset its 1000 columns get rows . offset^T (never a [V, H] copy here).
+  const torch::Tensor& W = module_->lm_head_weight();
+  auto head = [&](const torch::Tensor& rows) {
+    torch::Tensor logits = torch::linear(rows, cast_weight(W, rows));
+    if (!coord_offset_.lm_head.defined()) return logits;
+    const int64_t first = adapter_spec_.coord_first_id, n = kCoordOffsetRows, V = logits.size(-1);
+    const torch::Tensor coord = logits.narrow(-1, first, n) + torch::linear(rows, cast_weight(coord_offset_.lm_head, rows));
+    return torch::cat({logits.narrow(-1, 0, first), coord, logits.narrow(-1, first + n, V - first - n)}, -1);
+  };
   switch (in.logits.kind) {
     case LogitsRequest::Kind::kNone:
       break;
     case LogitsRequest::Kind::kAll:
-      out.logits = torch::linear(hn, cast_weight(W, hn));
+      out.logits = head(hn);
       break;
     case LogitsRequest::Kind::kLast: {
       auto last = mask.defined()
                       ? (mask.to(torch::kLong) * torch::arange(T, torch::TensorOptions(torch::kLong).device(dev))).argmax(1)
                       : torch::full({B}, T - 1, torch::TensorOptions(torch::kLong).device(dev));
+      if (P > 0) {
+        if (last.min().item<int64_t>() < P)
+          throw DataError("the last real token of a row lies in the reused prefix", "logits", "use a shorter prefix");
+        last = last - P;
+      }
       auto rows = hn.index({torch::arange(B, torch::TensorOptions(torch::kLong).device(dev)), last});
-      out.logits = torch::linear(rows, cast_weight(W, rows));
+      out.logits = head(rows);
       break;
     }
     case LogitsRequest::Kind::kMask: {
       if (!in.logits.mask.defined() || in.logits.mask.sizes() != in.input_ids.sizes())
         throw DataError("logits mask must be bool [B, T]", "logits.mask");
-      auto rows = hn.index({in.logits.mask.to(dev).ne(0)});
-      out.logits = torch::linear(rows, cast_weight(W, rows));
+      auto want = in.logits.mask.to(dev).ne(0);
+      if (P > 0) {
+        if (want.narrow(1, 0, P).any().item<bool>())
+          throw DataError("logits requested in the reused prefix [0, " + std::to_string(P) + ")", "logits.mask",
+                          "start the prefix before the first row that needs logits");
+        want = want.narrow(1, P, T - P);
+      }
+      auto rows = hn.index({want});
+      out.logits = head(rows);
       break;
     }
   }

@@ -54,7 +54,9 @@ void AdamW::step(double lr) {
     if (!grad.defined()) continue;
     const GroupSettings& gs = settings_.of(slice.group);
     const double group_lr = lr * gs.lr_mult;
-    const double wd = slice.decay ? settings_.weight_decay * gs.weight_decay_mult : 0.0;
+    const double wd = !slice.decay               ? 0.0
+                      : gs.weight_decay_abs >= 0.0 ? gs.weight_decay_abs
+                                                   : settings_.weight_decay * gs.weight_decay_mult;
 
     torch::Tensor p = slice.value();
     const bool is_float = p.scalar_type() == torch::kFloat;

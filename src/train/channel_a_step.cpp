@@ -1,6 +1,7 @@
 // Channel-A micro-batch loss (channel_a_step.h): forward 0 with logits at the answer rows (CE, and
 // the first coord belief), then the self-context forwards with coord-slot embedding overrides and
-// logits only at the coord-slot rows, then the geometry terms from the last of them.
+// logits only at the coord-slot rows (over the tail after forward 0's reused prefix keys/values),
+// then the geometry terms from the last of them.
 #include "coordexp/train/channel_a_step.h"
 
 #include <algorithm>
@@ -34,6 +35,22 @@ std::vector<coord::ObjectSpan> objects_on_slot_rows(const std::vector<coord::Obj
   return out;
 }
 
+// Length of the prefix the self-context forwards can take from forward 0: the earliest sequence
+// index, over all rows, of a row that predicts a coord slot (flat_slot_rows: b * T + t).
+// Why exact: forwards m >= 1 change only coord-slot input embeddings (index >= that row + 1), the
+// position ids depend only on input_ids and the mask, and the causal mask makes hidden states at
+// index i depend only on inputs <= i, so every layer's keys/values before it equal forward 0's.
+// Why that row and not the first coord input slot itself: the last forward needs logits at every
+// coord-predicting row, including this one, so it is recomputed (one position) rather than its
+// logits stitched in from forward 0. Why one length for the batch (the min over rows) instead of
+// per-row tails: collate right-pads, so sequence index t is the same token position in every row
+// and a common prefix is a plain [B, nkv, P, hd] slice with the usual causal/padding bias; rows
+// whose first coord comes later recompute a few unchanged positions (cost, not error), and
+// padding sits at the ends of rows, inside the tail, masked as in the full forward.
+int64_t reusable_prefix_length(const torch::Tensor& flat_slot_rows, int64_t T) {
+  return flat_slot_rows.remainder(T).min().item<int64_t>();
+}
+
 }  // namespace
 
 ChannelASettings ChannelASettings::from_options(const config::ChannelAOptions& o) {
@@ -44,6 +61,7 @@ ChannelASettings ChannelASettings::from_options(const config::ChannelAOptions& o
   s.embed_mode = coord::parse_ctx_embed_mode(o.coord_ctx_embed_mode, "channel_a.coord_ctx_embed_mode");
   s.ctx_tau = o.ctx_tau;
   s.init_from_gt = o.init == "gt";
+  s.prefix_reuse = o.prefix_reuse;
   return s;
 }
 
@@ -57,6 +75,8 @@ ChannelADiagnostics& ChannelADiagnostics::operator+=(const ChannelADiagnostics& 
   abs_shift_sum += o.abs_shift_sum;
   argmax_changed += o.argmax_changed;
   decoder_forwards += o.decoder_forwards;
+  reused_positions += o.reused_positions;
+  computed_positions += o.computed_positions;
   return *this;
 }
 
@@ -69,16 +89,15 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   const model::VisionFeatures vision = model.encode_images(b.pixel_values.to(device), b.image_grid_thw.to(device));
   const int64_t B = b.input_ids.size(0), T = b.input_ids.size(1);
 
-  GtForward first = gt_forward(model, prepared, vision, ids, loss);  // forward 0: CE and the first belief
-  const torch::Tensor& coord_NK = first.coord_logits;  // coord ids from 0
-  coord::LossTerms terms = std::move(first.ce_terms);
-
   const std::vector<coord::ObjectSpan>& objects = b.response_layout.objects;
   const std::vector<int64_t> slots = coord_slots(objects);
   const int iterations = slots.empty() ? 0 : settings.override_forwards();
   if (diagnostics) diagnostics->decoder_forwards += 1 + iterations;
   if (iterations == 0) {
-    terms += coord::coord_terms(coord_NK, objects, coord::Context::kSelfContext, coord::CoordIdRange{0}, coord, loss);
+    GtForward first = gt_forward(model, prepared, vision, ids, loss);  // the only forward
+    coord::LossTerms terms = std::move(first.ce_terms);
+    terms += coord::coord_terms(first.coord_logits, objects, coord::Context::kSelfContext, coord::CoordIdRange{0},
+                                coord, loss);
     return terms;
   }
 
@@ -87,6 +106,16 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   const torch::Tensor slot_index = torch::tensor(slots, torch::kLong);
   const torch::Tensor slot_rows = b.response_logit_rows.index_select(0, slot_index);
   const torch::Tensor slot_inputs = slot_rows + 1;
+
+  // Checkpointed text layers keep no graph of their keys/values (and a checkpointed tail would not
+  // route gradients into reused ones): the full forwards run then.
+  model::PrefixKv prefix;
+  if (settings.prefix_reuse && !model.runtime().checkpoint_text_layers)
+    prefix.length = reusable_prefix_length(slot_rows, T);
+  const bool reuse = prefix.length > 0;
+  GtForward first = gt_forward(model, prepared, vision, ids, loss, reuse ? &prefix : nullptr);  // forward 0
+  const torch::Tensor& coord_NK = first.coord_logits;  // coord ids from 0
+  coord::LossTerms terms = std::move(first.ce_terms);
   const torch::Tensor slot_ids = b.input_ids.view(-1).index_select(0, slot_inputs);
   COORDEXP_CHECK(slot_ids.ge(ids.first_id).logical_and(slot_ids.lt(ids.first_id + coord::CoordIdRange::kNumBins))
                      .all()
@@ -95,7 +124,7 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   model::EmbeddingOverride override_rows;
   override_rows.positions = torch::stack({slot_inputs.div(T, "floor"), slot_inputs.remainder(T)}, 1);
   const torch::Tensor E_coord =
-      model.module()->language_model->embed_tokens->weight.narrow(0, ids.first_id, coord::CoordIdRange::kNumBins);
+      model.coord_embedding_rows(ids.first_id);  // the coord offset included (adapter.coord_offset)
 
   const torch::Tensor s_first = coord_NK.index_select(0, slot_index.to(device));
   torch::Tensor s = s_first;
@@ -105,6 +134,7 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
   in.attention_mask = b.attention_mask;
   in.vision = &vision;
   in.embedding_override = &override_rows;
+  in.prefix = reuse ? &prefix : nullptr;
   in.logits = model::LogitsRequest::at(flat_row_mask(slot_rows, B, T));  // row-major = increasing slots
   for (int m = 0; m < iterations; ++m) {
     const torch::Tensor p_ctx = coord::coord_probs(s, settings.ctx_tau);
@@ -112,6 +142,10 @@ coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch
     logits_SV = model.forward(in).logits;
     COORDEXP_CHECK(logits_SV.size(0) == static_cast<int64_t>(slots.size()), "slot logits rows mismatch");
     s = coord::gather_coord_logits(logits_SV, ids);
+  }
+  if (diagnostics) {
+    diagnostics->reused_positions += iterations * B * prefix.length;
+    diagnostics->computed_positions += iterations * B * (T - prefix.length);
   }
   terms += coord::coord_terms(logits_SV, objects_on_slot_rows(objects, slots), coord::Context::kSelfContext, ids,
                               coord, loss);

@@ -21,6 +21,7 @@ const char* to_string(ParamGroup g) {
     case ParamGroup::kMerger: return "merger";
     case ParamGroup::kLanguageModel: return "language_model";
     case ParamGroup::kCoordRows: return "coord_rows";
+    case ParamGroup::kCoordOffset: return "coord_offset";
   }
   return "?";
 }
@@ -48,6 +49,7 @@ ParamGroup group_of_key(const std::string& key) {
     return ParamGroup::kMerger;
   if (starts_with(key, "model.visual.")) return ParamGroup::kVision;
   if (starts_with(key, "model.language_model.") || starts_with(key, "lm_head.")) return ParamGroup::kLanguageModel;
+  if (starts_with(key, "coord_offset.")) return ParamGroup::kCoordOffset;
   COORDEXP_CHECK(false, "parameter '" << key << "' belongs to no optimizer group");
   return ParamGroup::kLanguageModel;
 }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "coordexp/model/adapter.h"
 #include "coordexp/util/error.h"
 #include "coordexp/util/threads.h"
 
@@ -17,12 +18,19 @@ double now_s() {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-// dst = src for every parameter (same keys: dst was created from src's config).
+// dst = src for every parameter (same keys: dst was created from src's config), adapters included
+// (attached to dst on the first copy). With adapters the base is frozen: copied the first time only.
 void copy_parameters(const model::Qwen3VL& src, model::Qwen3VL& dst) {
   torch::NoGradGuard no_grad;
-  const auto from = src.named_parameters();
-  auto to = dst.named_parameters();
-  for (auto& [key, t] : to) t.copy_(from.at(key));
+  const bool first = !dst.has_adapters();
+  if (src.has_adapters() && first) model::attach_adapters(dst, src.adapter_spec(), 0);
+  if (!src.has_adapters() || first) {
+    const auto from = src.named_parameters();
+    auto to = dst.named_parameters();
+    for (auto& [key, t] : to) t.copy_(from.at(key));
+  }
+  const auto from = src.adapter_parameters();
+  for (auto& [key, t] : dst.adapter_parameters()) t.copy_(from.at(key));
 }
 
 }  // namespace

@@ -26,13 +26,14 @@ torch::Tensor flat_row_mask(const torch::Tensor& flat_rows, int64_t B, int64_t T
 }
 
 GtForward gt_forward(model::Qwen3VL& model, const PreparedBatch& prepared, const model::VisionFeatures& vision,
-                     coord::CoordIdRange ids, const config::LossOptions& loss) {
+                     coord::CoordIdRange ids, const config::LossOptions& loss, model::PrefixKv* capture_prefix) {
   const data::Batch& b = prepared.batch;
   const torch::Device device = model.runtime().device;
   model::ForwardInputs in;
   in.input_ids = b.input_ids;
   in.attention_mask = b.attention_mask;
   in.vision = &vision;
+  in.capture_prefix = capture_prefix;
   GtForward out;
   if (loss.head_chunk_rows == 0) {
     // The rows b * T + t that predict answer tokens are increasing in the response view's order, so
@@ -68,7 +69,7 @@ GtForward gt_forward(model::Qwen3VL& model, const PreparedBatch& prepared, const
     row_w = torch::where(w.coord_w > 0, w.coord_w, row_w);
   }
   const coord::HeadCeResult r =
-      coord::chunked_head_ce(hidden, model.module()->lm_head_weight(), b.response_targets.to(device), term.to(device),
+      coord::chunked_head_ce(hidden, model.lm_head_weight(), b.response_targets.to(device), term.to(device),
                              row_w.to(device), ids.first_id, prepared.ce_grad_scale, loss.head_chunk_rows);
   auto rows = [&](int t) { return term.eq(t).sum().item<int64_t>(); };
   out.ce_terms[coord::Term::kStructCe] = coord::LossTerm{r.term_sums[0], rows(0)};

@@ -25,6 +25,7 @@
 #include "coordexp/data/loader.h"
 #include "coordexp/eval/evaluate.h"
 #include "coordexp/eval/predict.h"
+#include "coordexp/model/adapter.h"
 #include "coordexp/model/vision_preprocess.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/train/adamw.h"
@@ -116,6 +117,15 @@ AdamWSettings adamw_settings(const config::OptimOptions& o) {
   s.groups[static_cast<int>(ParamGroup::kMerger)] = group(o.merger);
   s.groups[static_cast<int>(ParamGroup::kLanguageModel)] = group(o.language_model);
   s.groups[static_cast<int>(ParamGroup::kCoordRows)] = group(o.coord_rows);
+  // The coord-offset table: an absolute peak lr (following the same schedule) and weight decay.
+  GroupSettings& offset = s.groups[static_cast<int>(ParamGroup::kCoordOffset)];
+  if (o.coord_offset.lr > 0.0) {
+    if (!(o.lr > 0.0))
+      throw ConfigError("optim.coord_offset.lr is set but optim.lr is 0: the table's lr follows optim.lr's schedule",
+                        "optim.coord_offset.lr", "set optim.lr > 0, or optim.coord_offset.lr: 0");
+    offset.lr_mult = o.coord_offset.lr / o.lr;
+  }
+  offset.weight_decay_abs = o.coord_offset.weight_decay;
   return s;
 }
 
@@ -383,6 +393,9 @@ struct Trainer::Impl {
   bool is_main() const { return reducer->rank() == 0; }
 
   void setup();
+  // adapter.*: attaches LoRA/DoRA and the coord offset (base frozen), loading them from an adapter
+  // checkpoint when resuming from one; refuses a resume whose checkpoint kind does not match.
+  void setup_adapters(const std::optional<model::AdapterDir>& from_checkpoint, const std::string& base_dir);
   void load_resume_state();
   // Decides this run's lineage (rank 0, broadcast), records it in output_dir and hands it to the
   // checkpoint manager. `resumed`: the loaded checkpoint's lineage, or nullopt for a fresh start.
@@ -482,7 +495,19 @@ void Trainer::Impl::setup() {
                       "key tokenizer.expected_coord_wildcard_id", "use the tokenizer the model was trained with, or -1");
   coord_ids.first_id = cv.first_id;
 
-  model.emplace(model::Qwen3VL::load(model_source_dir, runtime));
+  // An adapter checkpoint (PEFT layout) holds no base weights: they come from model.path (or the
+  // base the checkpoint names).
+  std::optional<model::AdapterDir> adapter_checkpoint;
+  std::string base_dir = model_source_dir;
+  if (resume_from && model::is_adapter_dir(resume_from->path)) {
+    adapter_checkpoint = model::read_adapter_dir(resume_from->path);
+    base_dir = cfg.model.path.empty() ? adapter_checkpoint->spec.base_model_name_or_path : cfg.model.path;
+    if (base_dir.empty() || !fs::exists(fs::path(base_dir) / "config.json"))
+      throw ConfigError("checkpoint " + resume_from->path + " holds adapters only and its base model '" + base_dir +
+                            "' is not a model directory", "model.path",
+                        "set model.path to the base model the adapters were trained on");
+  }
+  model.emplace(model::Qwen3VL::load(base_dir, runtime));
   for (const char* name : kAuxiliaryFiles)
     if (const fs::path src = fs::path(model_source_dir) / name; fs::exists(src))
       auxiliary_files.emplace_back(name, util::read_file(src.string()));
@@ -509,8 +534,11 @@ void Trainer::Impl::setup() {
                                                     reducer->world_size());
   loader_options.validate();
 
+  setup_adapters(adapter_checkpoint, base_dir);
+  // With adapters only they are trained (the frozen base has no slices: no gradient, no state).
   optimizer = std::make_unique<AdamW>(
-      partition_parameters(model->named_parameters(), {coord_ids.first_id, coord::CoordIdRange::kNumBins}),
+      partition_parameters(model->has_adapters() ? model->adapter_parameters() : model->named_parameters(),
+                           {coord_ids.first_id, coord::CoordIdRange::kNumBins}),
       adamw_settings(cfg.optim));
 
   data::LoaderState start;
@@ -585,6 +613,43 @@ void Trainer::Impl::setup() {
       is_main() && !cfg.log.metrics_jsonl.empty() ? (fs::path(cfg.train.output_dir) / cfg.log.metrics_jsonl).string() : "";
   metrics = std::make_unique<MetricsWriter>(metrics_path, resume_from ? state.step : -1);
   log_run_summary();
+}
+
+void Trainer::Impl::setup_adapters(const std::optional<model::AdapterDir>& from_checkpoint, const std::string& base_dir) {
+  const config::AdapterOptions& a = cfg.adapter;
+  if (!a.any()) {
+    if (from_checkpoint)
+      throw ConfigError("checkpoint " + resume_from->path + " holds adapters (PEFT layout) but this run has adapter.kind "
+                        "none and adapter.coord_offset false", "adapter.kind",
+                        "resume with the adapter settings it was written with (its trainer_state/config.yaml)");
+    return;
+  }
+  if (resume_from && !from_checkpoint)
+    throw ConfigError("checkpoint " + resume_from->path + " holds full weights (trained without adapters) but this run "
+                      "trains adapters", "adapter.kind",
+                      "start a new adapter run from its weights: --set model.path=" + resume_from->path +
+                      " --set checkpoint.resume=off");
+  if (a.lora_on() && a.dropout > 0.0 && (runtime.checkpoint_text_layers || runtime.checkpoint_vision_blocks))
+    throw ConfigError("adapter.dropout > 0 with gradient checkpointing: the recomputed forward would draw other dropout "
+                      "masks than the first", "adapter.dropout",
+                      "set adapter.dropout: 0 (the CoordExp default) or turn model.gradient_checkpointing_* off");
+  const model::AdapterSpec spec = model::adapter_spec_from_options(a, model->config(), coord_ids.first_id, base_dir);
+  model::attach_adapters(*model, spec, static_cast<uint64_t>(cfg.train.seed));
+  if (from_checkpoint) {
+    std::string difference;
+    if (!model::same_adapter_structure(spec, from_checkpoint->spec, &difference))
+      throw ConfigError("the adapter settings differ from checkpoint " + resume_from->path + "'s (" + difference + ")",
+                        "adapter", "resume with the adapter settings it was written with (its trainer_state/config.yaml)");
+    model::load_adapter_tensors(*model, from_checkpoint->tensors, resume_from->path);
+  }
+  int64_t trainable = 0, base = 0;
+  for (const auto& [k, t] : model->adapter_parameters()) trainable += t.numel();
+  for (const auto& [k, t] : model->named_parameters()) base += t.numel();
+  spdlog::info("adapters: {} (r {}, alpha {}, dropout {}) on {} linear map(s){}; {} trainable parameters, base ({} "
+               "parameters) frozen", model::to_string(spec.kind), spec.rank, spec.alpha, spec.dropout,
+               spec.target_modules.size(),
+               spec.coord_offset ? (spec.coord_offset_tied ? " + tied coord offset" : " + untied coord offsets") : "",
+               trainable, base);
 }
 
 void Trainer::Impl::load_resume_state() {
@@ -715,7 +780,16 @@ void Trainer::Impl::log_run_summary() const {
 }
 
 void Trainer::Impl::write_checkpoint_contents(const std::string& dir, const data::ReasonCounts& skipped_all_ranks) {
-  model->save(dir, {torch::kFloat, static_cast<uint64_t>(cfg.checkpoint.max_shard_bytes)});
+  if (model->has_adapters()) {  // the frozen base is not copied: the PEFT files + coord offset
+    model::AdapterTensors t = model::adapter_tensors(*model);
+    for (auto* m : {&t.lora_A, &t.lora_B, &t.magnitude})
+      for (auto& [path, x] : *m) x = x.detach();
+    if (t.coord_offset_embed.defined()) t.coord_offset_embed = t.coord_offset_embed.detach();
+    if (t.coord_offset_lm_head.defined()) t.coord_offset_lm_head = t.coord_offset_lm_head.detach();
+    model::write_adapter_dir(dir, model->adapter_spec(), t);
+  } else {
+    model->save(dir, {torch::kFloat, static_cast<uint64_t>(cfg.checkpoint.max_shard_bytes)});
+  }
   tok->save(dir);
   for (const auto& [name, bytes] : auxiliary_files) util::write_file_atomic((fs::path(dir) / name).string(), bytes);
   if (const char* pause = std::getenv(kPauseSaveEnv); pause && std::atoll(pause) == state.step) {
@@ -728,7 +802,7 @@ void Trainer::Impl::write_checkpoint_contents(const std::string& dir, const data
   util::write_safetensors((sdir / kOptimizerFile).string(), optimizer->state_tensors());
   util::write_safetensors((sdir / kRngFile).string(), generator_states(run_generators()));
   util::NamedTensors exact;
-  for (const auto& [key, p] : model->named_parameters()) {
+  for (const auto& [key, p] : model->has_adapters() ? std::map<std::string, torch::Tensor>{} : model->named_parameters()) {
     const auto it = model->layout().tensors.find(key);
     if (it != model->layout().tensors.end() && util::st_dtype_to_torch(it->second.dtype) != p.scalar_type())
       exact.emplace_back(key, p.detach());
@@ -1117,7 +1191,13 @@ TrainResult Trainer::Impl::train_loop() {
     std::string nonfinite = join_nonfinite(st.sums, st.active, st.iou_kind);
     double norm = 0.0;
     if (nonfinite.empty()) {
-      reducer->sum_gradients(gradients_to_reduce(optimizer->trainable(), *reducer));
+      const std::vector<torch::Tensor> to_reduce = gradients_to_reduce(optimizer->trainable(), *reducer);
+      if (reducer->world_size() > 1 && state.step == result.start_step + 1) {  // once: what DDP moves
+        int64_t elements = 0;
+        for (const auto& g : to_reduce) elements += g.numel();
+        spdlog::info("gradient all-reduce: {} tensor(s), {} element(s) per step", to_reduce.size(), elements);
+      }
+      reducer->sum_gradients(to_reduce);
       norm = grad_norm(optimizer->trainable());
       if (!std::isfinite(norm)) nonfinite = "gradient of " + first_nonfinite_grad(optimizer->trainable());
     }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "coordexp/config/sections/actor.h"
+#include "coordexp/config/sections/adapter.h"
 #include "coordexp/config/sections/channel_a.h"
 #include "coordexp/config/sections/channel_b.h"
 #include "coordexp/config/sections/checkpoint.h"
@@ -29,6 +30,7 @@ namespace coordexp::config {
 
 struct RunConfig {
   ModelOptions model;
+  AdapterOptions adapter;
   TokenizerOptions tokenizer;
   DataOptions data;
   ProtocolOptions protocol;
@@ -64,6 +66,9 @@ void visit_fields(V& v, RunConfig& c) {
                     "environment).", c.dist);
   v.section("model", "The Qwen3-VL checkpoint to train and how it runs (parameter dtype, device, "
                      "attention, gradient checkpointing).", c.model);
+  v.section("adapter", "Parameter-efficient training: LoRA / DoRA adapters on the linear maps and the "
+                       "coord-offset table (docs/adapters.md). With either on, the base weights are frozen.",
+            c.adapter);
   v.section("tokenizer", "The Qwen byte-level BPE tokenizer and its coord vocabulary.", c.tokenizer);
   v.section("data", "The JSONL datasets (see docs/data/JSONL_CONTRACT.md) and the bad-data policy.",
             c.data);

@@ -2,7 +2,8 @@
 // keys (after k_norm and rotary) and values per decoder layer, with per-row lengths, per-slot
 // validity (padding slots stay masked forever) and per-row rope positions, so rows of different
 // lengths append without holes and can be truncated independently. Owns no model weights; the
-// decoder calls append()/write()/keys()/values() once per forward.
+// decoder calls append()/write()/keys()/values() once per forward. Also PrefixKv: one forward's
+// per-layer keys/values of a sequence prefix, with autograd graph, for a later training forward.
 #pragma once
 
 #include <torch/torch.h>
@@ -58,6 +59,17 @@ class KvCache {
   std::vector<int64_t> next_position_;        // per row
   torch::Tensor slot_valid_;                  // bool [B, capacity] (CPU): slot holds a real token
   torch::Tensor slot_position_;               // int64 [B, capacity] (CPU): max rope position of the slot
+};
+
+// Per-layer keys/values of the first `length` positions of every row, captured by one forward
+// (ForwardInputs::capture_prefix) and reused by a later forward over the same batch whose inputs agree
+// on those positions (ForwardInputs::prefix; Channel-A's self-context forwards). The tensors are
+// views of the capturing forward's own K/V (no copy) and keep its autograd graph, so gradients
+// reaching them flow into that forward. Under the causal mask the hidden states of positions
+// [0, length) depend only on the inputs there, which is what makes the reuse exact.
+struct PrefixKv {
+  int64_t length = 0;                       // positions [0, length) of every row; the same for all rows
+  std::vector<torch::Tensor> keys, values;  // per decoder layer [B, nkv, length, hd] (after k_norm, rotary)
 };
 
 // Additive attention bias for a block of T queries per row whose query j of row b sits at slot

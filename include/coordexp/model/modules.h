@@ -19,19 +19,22 @@ namespace coordexp::model {
 // Named intermediate tensors recorded for parity tests and debugging (e.g. "vision_block_0").
 using Trace = std::map<std::string, torch::Tensor>;
 
+struct LinearAdapter;  // adapter.h
+
 // A parameter holder: `weight` (any shape) and an optional `bias`; used for linear maps, norms, the
 // embedding table and the patch projection alike.
 class WeightBiasImpl : public torch::nn::Module {
  public:
   WeightBiasImpl(const std::vector<int64_t>& weight_shape, bool with_bias, const torch::TensorOptions& options);
   torch::Tensor weight, bias;
+  std::shared_ptr<LinearAdapter> adapter;  // LoRA/DoRA of a linear map (attach_adapters), or null
 };
 TORCH_MODULE(WeightBias);
 
 // Tensor math shared by the blocks. Weights are cast to the input's dtype unless autocast is on
 // (bf16 parameters on CPU still compute in float32).
 torch::Tensor cast_weight(const torch::Tensor& w, const torch::Tensor& x);
-torch::Tensor linear(const torch::Tensor& x, const WeightBias& p);
+torch::Tensor linear(const torch::Tensor& x, const WeightBias& p);  // through p's adapter when attached
 torch::Tensor layer_norm(const torch::Tensor& x, const WeightBias& p, double eps);
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
@@ -87,12 +90,14 @@ class VisionTowerImpl : public torch::nn::Module {
 TORCH_MODULE(VisionTower);
 
 // Attention geometry of one decoder forward: the additive bias and, with a cache, where the block's
-// keys go. Without a cache keys are the block itself.
+// keys go. Without a cache keys are the block itself, or a reused prefix followed by the block.
 struct AttentionPlan {
   torch::Tensor bias;                // [B or 1, 1, T, K]
   bool use_sdpa = false;             // fused scaled_dot_product_attention instead of eager
   KvCache* cache = nullptr;
   const KvCache::Append* append = nullptr;
+  const PrefixKv* prefix = nullptr;  // keys = prefix keys ++ block keys (K = prefix->length + T)
+  PrefixKv* capture = nullptr;       // store views of the block's first capture->length keys/values
 };
 
 class DecoderLayerImpl : public torch::nn::Module {

@@ -1,8 +1,9 @@
 // Qwen3VL: the owner of a loaded Qwen3-VL model (config, parameters, checkpoint layout, runtime
 // choices) and its forward API: images -> VisionFeatures (computed once, reusable), then decoder
 // forwards over input_ids with optional vision features, embedding overrides (Channel-A), padding,
-// precomputed position ids, a KV cache, and logits only where requested. Load/save round-trips
-// Hugging Face checkpoints. Preprocessing (pixels -> pixel_values) lives in vision_preprocess.
+// precomputed position ids, a KV cache or a reused prefix (PrefixKv), and logits only where
+// requested. Load/save round-trips Hugging Face checkpoints. Preprocessing (pixels -> pixel_values)
+// lives in vision_preprocess.
 #pragma once
 
 #include <torch/torch.h>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "coordexp/config/sections/model.h"
+#include "coordexp/model/adapter_files.h"
 #include "coordexp/model/config.h"
 #include "coordexp/model/kv_cache.h"
 #include "coordexp/model/modules.h"
@@ -61,6 +63,14 @@ struct ForwardInputs {
   const EmbeddingOverride* embedding_override = nullptr;
   torch::Tensor position_ids;             // int64 [3, B, T]; undefined = computed (spec section 5)
   KvCache* cache = nullptr;               // append this block (forwards with a cache never record grads)
+  // Set `length` before the forward; it fills keys/values (length <= T; text-layer gradient
+  // checkpointing must be off while grads are recorded: its layers keep no graph to capture).
+  PrefixKv* capture_prefix = nullptr;
+  // Reuse these keys/values for positions [0, prefix->length) and compute only the tail [length, T):
+  // input_ids, attention_mask, position_ids and vision still describe the whole [B, T] sequence (they
+  // place the tail), overrides and logits must lie in the tail, and hidden states / logits cover only
+  // the tail (kAll [B, T - length, V], return_hidden_states [B, T - length, H]). Not with a cache.
+  const PrefixKv* prefix = nullptr;
   LogitsRequest logits = LogitsRequest::last();
   bool return_hidden_states = false;      // final-normed hidden states [B, T, H]
   Trace* trace = nullptr;                 // intermediate tensors for parity tests
@@ -69,7 +79,7 @@ struct ForwardInputs {
 struct ForwardOutput {
   torch::Tensor logits;         // kAll [B, T, V]; kLast [B, V]; kMask [K, V] (row-major over mask)
   torch::Tensor hidden_states;  // [B, T, H] if requested
-  torch::Tensor position_ids;   // int64 [3, B, T] used
+  torch::Tensor position_ids;   // int64 [3, B, T] used (with a prefix: [3, B, T - length] of the tail)
   torch::Tensor rope_deltas;    // int64 [B, 1] (HF convention; zeros when ids were precomputed)
 };
 
@@ -118,8 +128,28 @@ class Qwen3VL {
   Qwen3VLModule& module() { return module_; }
   const Qwen3VLModule& module() const { return module_; }
   const CheckpointLayout& layout() const { return layout_; }
-  // Canonical key -> parameter (exactly the weight-table keys that are module parameters).
+  // Canonical key -> parameter (exactly the weight-table keys that are module parameters; never
+  // the adapters').
   std::map<std::string, torch::Tensor> named_parameters() const;
+
+  // Adapters (attached by adapter.h's attach_adapters; none by default). adapter_parameters(): the
+  // LoRA/DoRA tensors under PEFT's names plus the coord-offset table(s) (adapter.h's key names).
+  const AdapterSpec& adapter_spec() const { return adapter_spec_; }
+  bool has_adapters() const { return adapter_spec_.kind != AdapterKind::kNone || adapter_spec_.coord_offset; }
+  std::map<std::string, torch::Tensor> adapter_parameters() const;
+  // The coord-offset tables [1000, H] (undefined without adapter.coord_offset; lm_head is the
+  // embedding's table when tied), set by attach_adapters.
+  struct CoordOffsetTables {
+    torch::Tensor embed, lm_head;
+  };
+  const CoordOffsetTables& coord_offset() const { return coord_offset_; }
+  void set_adapters(AdapterSpec spec, CoordOffsetTables tables);  // attach_adapters' bookkeeping
+  // The LM head weight [V, H] the forward uses: lm_head.weight (or the tied embedding) plus the
+  // head's coord offset on the coord rows (then a new tensor each call).
+  torch::Tensor lm_head_weight() const;
+  // Input-embedding rows of <|coord_0..999|> [1000, H] as the forward embeds them (offset included);
+  // coord_first_id must be the id the offset was attached for.
+  torch::Tensor coord_embedding_rows(int64_t coord_first_id) const;
   void set_gradient_checkpointing(bool text_layers, bool vision_blocks);
   // The float dtype activations are computed in (float32 on CPU; the parameter dtype on CUDA;
   // float64 for float64 parameters).
@@ -133,6 +163,8 @@ class Qwen3VL {
   CheckpointLayout layout_;
   bool has_layout_ = false;
   torch::Tensor inv_freq_;  // text rotary frequencies (float32, on device)
+  AdapterSpec adapter_spec_;          // kind none, no offset: no adapters
+  CoordOffsetTables coord_offset_;
 };
 
 }  // namespace coordexp::model

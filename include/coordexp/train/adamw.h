@@ -23,6 +23,7 @@ struct GroupSettings {
   double lr_mult = 1.0;            // group lr = base lr x lr_mult
   double weight_decay_mult = 1.0;  // group weight decay = weight_decay x weight_decay_mult
   bool frozen = false;             // no update, no optimizer state
+  double weight_decay_abs = -1.0;  // >= 0: this group's weight decay, instead of weight_decay x weight_decay_mult
 };
 
 struct AdamWSettings {

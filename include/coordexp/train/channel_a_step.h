@@ -27,6 +27,7 @@ struct ChannelASettings {
   coord::CtxEmbedMode embed_mode = coord::CtxEmbedMode::kSt;
   double ctx_tau = 1.0;
   bool init_from_gt = false;  // init=gt: the first self-context forward would repeat forward 0
+  bool prefix_reuse = true;   // forwards m >= 1 reuse forward 0's prefix keys/values (exact)
 
   static ChannelASettings from_options(const config::ChannelAOptions& options);
   // Decoder forwards that carry coord-slot overrides: n - 1 (init ctx) or n - 2 (init gt), >= 0.
@@ -40,13 +41,20 @@ struct ChannelADiagnostics {
   double abs_shift_sum = 0.0;     // sum |c^(last) - c^(0)| of the expectation decode (coord.decode_tau)
   int64_t argmax_changed = 0;     // slots whose argmax bin differs between forward 0 and the last
   int64_t decoder_forwards = 0;   // decoder forwards run (1 + override forwards when slots exist)
+  // Over the override forwards, rows x positions: taken from forward 0's keys/values (prefix reuse)
+  // and computed (the tail, or the whole row without reuse). reused / (reused + computed) = saving.
+  int64_t reused_positions = 0;
+  int64_t computed_positions = 0;
 
   ChannelADiagnostics& operator+=(const ChannelADiagnostics& o);
 };
 
 // The Channel-A registry terms of one micro-batch: CE terms (context gt) from forward 0 plus the
 // geometry / coord-distribution terms (context self_context) from the last forward. Images are
-// encoded once and shared by every forward. An empty batch gives inactive terms.
+// encoded once and shared by every forward; with settings.prefix_reuse (and text-layer gradient
+// checkpointing off) forwards m >= 1 compute only the positions from the batch's first
+// coord-predicting row on, attending to forward 0's keys/values before it: the same losses and
+// gradients as full forwards. An empty batch gives inactive terms.
 coord::LossTerms channel_a_loss_terms(model::Qwen3VL& model, const PreparedBatch& prepared, coord::CoordIdRange ids,
                                       const config::CoordOptions& coord, const config::LossOptions& loss,
                                       const ChannelASettings& settings, ChannelADiagnostics* diagnostics = nullptr);

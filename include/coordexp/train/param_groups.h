@@ -15,9 +15,11 @@
 
 namespace coordexp::train {
 
-enum class ParamGroup : int { kVision, kMerger, kLanguageModel, kCoordRows };
-constexpr int kNumParamGroups = 4;
-const char* to_string(ParamGroup g);  // "vision", "merger", "language_model", "coord_rows"
+// kCoordOffset: the adapter.coord_offset table(s) (adapter parameters; LoRA/DoRA factors belong to
+// the group of the module they adapt).
+enum class ParamGroup : int { kVision, kMerger, kLanguageModel, kCoordRows, kCoordOffset };
+constexpr int kNumParamGroups = 5;
+const char* to_string(ParamGroup g);  // "vision", "merger", "language_model", "coord_rows", "coord_offset"
 
 // Rows [row_begin, row_end) of `param` (a whole tensor: 0 .. size(0); a 0-dim tensor: 0 .. 1).
 struct ParamSlice {
@@ -43,7 +45,8 @@ struct CoordRows {
 
 // The group a tensor key belongs to when it has no coord rows: model.visual.merger.* and
 // model.visual.deepstack_merger_list.* -> kMerger, other model.visual.* -> kVision,
-// model.language_model.* and lm_head.* -> kLanguageModel. Throws InternalError for other keys.
+// model.language_model.* and lm_head.* -> kLanguageModel, coord_offset.* -> kCoordOffset (so adapter
+// keys, "<module>.lora_A.weight", fall into their module's group). Throws InternalError for other keys.
 ParamGroup group_of_key(const std::string& key);
 
 // Keys whose rows are token ids (the coord rows are carved out of these).

@@ -34,14 +34,17 @@ PreparedBatch prepare_batch(data::Batch batch, const config::LossOptions& loss);
 
 // Forward 0 of a micro-batch, shared by Stage-1 and Channel-A: the teacher-forced GT forward with
 // logits only at the rows that predict answer tokens ([N, V], aligned with response_targets) and
-// the token CE terms (context gt) from them. `vision` holds the batch's encoded images.
+// the token CE terms (context gt) from them. `vision` holds the batch's encoded images. With
+// `capture_prefix` (length set) the forward also leaves its per-layer prefix keys/values there
+// (Channel-A's prefix reuse).
 struct GtForward {
   torch::Tensor logits_NV;      // loss.head_chunk_rows 0 only (else undefined: never materialized)
   torch::Tensor coord_logits;   // [N, 1000]: the coord columns of every answer row (coord ids from 0)
   coord::LossTerms ce_terms;
 };
 GtForward gt_forward(model::Qwen3VL& model, const PreparedBatch& prepared, const model::VisionFeatures& vision,
-                     coord::CoordIdRange ids, const config::LossOptions& loss);
+                     coord::CoordIdRange ids, const config::LossOptions& loss,
+                     model::PrefixKv* capture_prefix = nullptr);
 
 // bool [B, T] with the given rows of the flattened [B * T] sequence set (each at most once).
 torch::Tensor flat_row_mask(const torch::Tensor& flat_rows, int64_t B, int64_t T);

@@ -2,7 +2,8 @@
 // equals per-sample forwards (several images per sample), KV-cached incremental decoding (single
 // tokens, multi-token chunks, truncation) equals full forwards, embedding overrides, logits
 // selection, sdpa == eager, and gradient checkpointing gives the same gradients (also under CPU bf16
-// autocast over several optimizer steps, with the autocast cast cache empty after each).
+// autocast over several optimizer steps, with the autocast cast cache empty after each); a tail
+// forward over captured prefix keys/values equals the full forward, gradients included.
 #include <gtest/gtest.h>
 
 #include <ATen/autocast_mode.h>
@@ -432,5 +433,161 @@ TEST(Qwen3VLForward, AutocastCastCacheIsEmptyAfterEveryStep) {
     auto y = torch::mm(torch::randn({2, 4}), w);
     EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
     EXPECT_EQ(autocast_cache_entries({{"w", w}}), 1);
+  }
+}
+
+// Prefix reuse (PrefixKv): a forward that captures its keys/values of positions [0, P) and a later
+// forward that computes only [P, T) over them give the full forward's tail (float64, with right and
+// left padding, embedding overrides in the tail, image pads and DeepStack rows on both sides of P,
+// eager and sdpa) and the full forwards' gradients, the tail's gradient flowing into the capturing
+// forward's graph.
+TEST(Qwen3VLForward, PrefixReuseEqualsFullForwardAndGradients) {
+  const auto ss = samples();
+  // P = 30: row 1's first image (pads 4..27) lies in the prefix, its second (pads 33..40) in the
+  // tail; row 0's only image (pads 4..73) is split by P (with right padding).
+  const int64_t P = 30;
+  for (bool sdpa : {false, true})
+    for (bool left : {false, true}) {
+      cm::ModelRuntime rt;
+      rt.param_dtype = torch::kDouble;
+      rt.use_sdpa = sdpa;
+      auto m = cm::Qwen3VL::load(kFixture, rt);
+      const auto p = pad({ss[0].ids, ss[1].ids}, left);
+      const int64_t T = p.ids.size(1);
+      std::vector<torch::Tensor> px, grid;
+      for (const auto* s : {&ss[0], &ss[1]})
+        for (const auto& im : s->images) {
+          px.push_back(im.pixels);
+          grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
+        }
+      const auto gen = at::detail::createCPUGenerator(5);
+      const auto w0 = torch::randn({2, T, 2051}, gen, torch::kDouble);
+      const auto w1 = torch::randn({2, T - P, 2051}, gen, torch::kDouble);
+      // Override rows at text positions of the tail (one per row).
+      const int64_t t0 = p.start[0] + static_cast<int64_t>(ss[0].ids.size()) - 3;
+      const int64_t t1 = p.start[1] + static_cast<int64_t>(ss[1].ids.size()) - 3;
+      ASSERT_GE(std::min(t0, t1), P);
+      const auto rows0 = torch::randn({2, 64}, gen, torch::kDouble);
+      struct Run {
+        torch::Tensor tail_logits, loss;
+        std::map<std::string, torch::Tensor> grads;
+        torch::Tensor row_grad;
+      };
+      auto run = [&](bool reuse) {
+        m.module()->zero_grad();
+        auto vision = m.encode_images(torch::cat(px), torch::cat(grid));
+        auto rows = rows0.clone().requires_grad_(true);
+        cm::EmbeddingOverride ov{torch::tensor(std::vector<int64_t>{0, t0, 1, t1}, torch::kLong).view({2, 2}), rows};
+        cm::ForwardInputs in;
+        in.input_ids = p.ids;
+        in.attention_mask = p.mask;
+        in.vision = &vision;
+        in.logits = cm::LogitsRequest::all();
+        cm::PrefixKv prefix;
+        prefix.length = P;
+        if (reuse) in.capture_prefix = &prefix;
+        auto first = m.forward(in).logits;  // forward 0: no override
+        in.capture_prefix = nullptr;
+        in.embedding_override = &ov;
+        if (reuse) in.prefix = &prefix;
+        auto second = m.forward(in).logits;
+        if (!reuse) second = second.narrow(1, P, T - P);
+        Run r;
+        r.tail_logits = second.detach();
+        r.loss = (w0 * first * p.mask.unsqueeze(-1)).sum() + (w1 * second * p.mask.narrow(1, P, T - P).unsqueeze(-1)).sum();
+        r.loss.backward();
+        for (const auto& [k, v] : m.named_parameters())
+          if (v.grad().defined()) r.grads[k] = v.grad().clone();
+        r.row_grad = rows.grad().clone();
+        return r;
+      };
+      const Run full = run(false), reused = run(true);
+      const std::string what = std::string(sdpa ? "sdpa" : "eager") + (left ? " left" : " right") + " padding";
+      ASSERT_EQ(reused.tail_logits.sizes(), full.tail_logits.sizes()) << what;
+      const auto real = p.mask.narrow(1, P, T - P).ne(0);
+      EXPECT_LE(max_abs(reused.tail_logits.index({real}), full.tail_logits.index({real})), 1e-12) << what;
+      EXPECT_NEAR(reused.loss.item<double>(), full.loss.item<double>(), 1e-10 * std::abs(full.loss.item<double>())) << what;
+      ASSERT_EQ(reused.grads.size(), full.grads.size()) << what;
+      for (const auto& [k, g] : full.grads) {
+        const double scale = g.abs().max().item<double>();
+        EXPECT_GT(scale, 0.0) << what << " " << k;
+        EXPECT_LE(max_abs(reused.grads.at(k), g), 1e-10 * scale) << what << " " << k;
+      }
+      EXPECT_LE(max_abs(reused.row_grad, full.row_grad), 1e-10 * full.row_grad.abs().max().item<double>()) << what;
+    }
+}
+
+// Logits selection over a tail (mask and last real token) and the errors that keep reuse honest.
+TEST(Qwen3VLForward, PrefixReuseLogitsAndErrors) {
+  torch::NoGradGuard no_grad;
+  const auto ss = samples();
+  auto vision = encode({&ss[0], &ss[1]});
+  const auto p = pad({ss[0].ids, ss[1].ids}, false);
+  const int64_t T = p.ids.size(1), P = 50;
+  cm::ForwardInputs in;
+  in.input_ids = p.ids;
+  in.attention_mask = p.mask;
+  in.vision = &vision;
+  auto mask = torch::zeros({2, T}, torch::kBool);
+  mask.index_put_({0, Slice(P, P + 5)}, true);
+  mask.index_put_({1, P + 2}, true);
+  in.logits = cm::LogitsRequest::at(mask);
+  const auto full_mask = model().forward(in).logits;
+  in.logits = cm::LogitsRequest::last();
+  const auto full_last = model().forward(in).logits;
+  cm::PrefixKv prefix;
+  prefix.length = P;
+  in.capture_prefix = &prefix;
+  model().forward(in);
+  ASSERT_EQ(prefix.keys.size(), 2u);
+  EXPECT_EQ(prefix.keys[0].sizes(), (std::vector<int64_t>{2, 2, P, 16}));
+  in.capture_prefix = nullptr;
+  in.prefix = &prefix;
+  EXPECT_LE(max_abs(model().forward(in).logits, full_last), 1e-5);
+  in.logits = cm::LogitsRequest::at(mask);
+  EXPECT_LE(max_abs(model().forward(in).logits, full_mask), 1e-5);
+
+  auto expect_error = [&](const cm::ForwardInputs& bad, const std::string& text) {
+    try {
+      model().forward(bad);
+      ADD_FAILURE() << "expected an error containing '" << text << "'";
+    } catch (const coordexp::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  auto early = mask.clone();
+  early.index_put_({1, P - 1}, true);
+  cm::ForwardInputs bad = in;
+  bad.logits = cm::LogitsRequest::at(early);
+  expect_error(bad, "logits requested in the reused prefix [0, 50)");
+  bad = in;
+  cm::EmbeddingOverride ov{torch::tensor(std::vector<int64_t>{1, P - 1}, torch::kLong).view({1, 2}), torch::zeros({1, 64})};
+  bad.embedding_override = &ov;
+  expect_error(bad, "lies in the reused prefix [0, 50)");
+  bad = in;
+  cm::PrefixKv short_prefix = prefix;
+  short_prefix.keys.pop_back();
+  bad.prefix = &short_prefix;
+  expect_error(bad, "prefix holds keys/values of 1 layers, the model has 2");
+  cm::PrefixKv wrong_length = prefix;
+  wrong_length.length = P + 1;
+  bad.prefix = &wrong_length;
+  expect_error(bad, "prefix keys/values of layer 0 are not [2, 2, 51, 16]");
+  bad = in;
+  auto cache = model().make_kv_cache(2, T);
+  bad.cache = &cache;
+  expect_error(bad, "a forward with a KV cache cannot reuse prefix keys/values");
+  // Capturing under text-layer checkpointing while grads are recorded would keep no graph.
+  torch::AutoGradMode grad(true);
+  auto ckpt = cm::Qwen3VL::load(kFixture);
+  ckpt.set_gradient_checkpointing(true, false);
+  cm::ForwardInputs cap = in;
+  cap.prefix = nullptr;
+  cap.capture_prefix = &prefix;
+  try {
+    ckpt.forward(cap);
+    ADD_FAILURE() << "capture under checkpointing must throw";
+  } catch (const coordexp::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("gradient checkpointing"), std::string::npos) << e.what();
   }
 }

@@ -28,6 +28,21 @@ void visit_fields(V& v, ParamGroupOptions& o) {
   v.field(Field("freeze", "Freeze the group: no gradients and no optimizer state."), o.freeze);
 }
 
+// The coord-offset table's optimizer settings (adapter.coord_offset): absolute values, not multipliers.
+struct CoordOffsetOptimOptions {
+  double lr = 0.0;            // peak lr of the table; 0 = optim.lr (same warmup and decay either way)
+  double weight_decay = 0.0;  // decoupled weight decay of the table (pulls it back to the base rows)
+};
+
+template <class V>
+void visit_fields(V& v, CoordOffsetOptimOptions& o) {
+  v.field(Field("lr", "Peak learning rate of the coord-offset table (it follows the same warmup and decay "
+                      "as `optim.lr`); 0 = `optim.lr`.").range(0, 1), o.lr);
+  v.field(Field("weight_decay", "Decoupled weight decay of the coord-offset table (absolute, not a "
+                                "multiplier; decays it towards the base coord rows).").range(0, 10),
+          o.weight_decay);
+}
+
 struct OptimOptions {
   double lr = 1e-5;                          // peak learning rate (after warmup)
   std::vector<double> betas = {0.9, 0.999};  // AdamW (beta1, beta2)
@@ -41,6 +56,7 @@ struct OptimOptions {
   ParamGroupOptions merger;                  // patch merger and deepstack mergers
   ParamGroupOptions language_model;          // text decoder (except the coord rows)
   ParamGroupOptions coord_rows;              // <|coord_k|> rows of the embedding and LM head
+  CoordOffsetOptimOptions coord_offset;      // the adapter.coord_offset table(s)
 
   void validate() const {
     if (betas.size() != 2)
@@ -73,6 +89,7 @@ void visit_fields(V& v, OptimOptions& o) {
             o.language_model);
   v.section("coord_rows", "The `<|coord_0|>`..`<|coord_999|>` rows of the input embedding and "
                           "the LM head.", o.coord_rows);
+  v.section("coord_offset", "The coord-offset table(s) of `adapter.coord_offset`.", o.coord_offset);
 }
 
 }  // namespace coordexp::config
