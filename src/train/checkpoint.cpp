@@ -143,12 +143,26 @@ std::string CheckpointManager::save(int64_t step, const std::function<void(const
   const fs::path root(root_);
   const fs::path temp = hidden_name(root, step, "tmp");
   fs::create_directories(temp);
+  // A failed write (full disk, file size limit, I/O error) removes the temp directory and names the
+  // step and the checkpoints still intact; nothing was renamed into place, so they are untouched.
+  const auto remove_temp = [&] {
+    std::error_code ec;
+    fs::remove_all(temp, ec);
+  };
   try {
     write(temp.string());
     fsync_tree(temp.string());
+  } catch (const UserError& e) {
+    remove_temp();
+    const auto intact = latest();
+    throw DataError("checkpoint save at step " + std::to_string(step) + " failed: " + e.message() +
+                        (e.where().empty() ? std::string() : " (at " + e.where() + ")") +
+                        "; the partial checkpoint was removed and " +
+                        (intact ? "the latest complete checkpoint " + intact->path + " is intact"
+                                : std::string("no earlier checkpoint exists")),
+                    root_, e.hint().empty() ? "check free disk space in train.output_dir" : e.hint());
   } catch (...) {
-    std::error_code ec;
-    fs::remove_all(temp, ec);
+    remove_temp();
     throw;
   }
   const fs::path final_path = path_for(step);

@@ -384,6 +384,7 @@ struct Trainer::Impl {
   std::unique_ptr<MetricsWriter> metrics;
   std::map<std::string, std::string> flat_config;
   std::optional<eval::Predictor> detection_predictor;  // eval.detection, rank 0, built at first use
+  int64_t num_detection_evals_skipped = 0;  // rank 0: evals whose inputs could not be read or written
 
   TrainerState state;
   int64_t total_steps = 0;
@@ -982,72 +983,85 @@ void Trainer::Impl::run_validation() {
 void Trainer::Impl::run_detection_eval() {
   if (!cfg.eval.detection || cfg.data.val_jsonl.empty()) return;
   if (is_main()) {
-    const double t0 = now_s();
-    torch::NoGradGuard no_grad;
-    std::vector<eval::InputRecord> inputs;
-    for (const auto& file : cfg.data.val_jsonl) {
-      const int64_t room = cfg.eval.max_images - static_cast<int64_t>(inputs.size());
-      if (cfg.eval.max_images > 0 && room <= 0) break;
-      for (auto& r : eval::read_input_records(file, cfg.eval.max_images > 0 ? room : 0)) {
-        r.index = static_cast<int64_t>(inputs.size());
-        inputs.push_back(std::move(r));
-      }
-    }
-    if (!detection_predictor) {
-      detection_predictor.emplace(cfg, model_source_dir, std::shared_ptr<const tokenizer::Tokenizer>(tok));
-      if (cfg.rollout.constrained) detection_predictor->enable_constraint(model->config().text.vocab_size);
-    }
-    std::vector<nlohmann::ordered_json> lines;
-    const auto batch_size = static_cast<size_t>(detection_predictor->batch_size());
-    for (size_t begin = 0; begin < inputs.size(); begin += batch_size) {
-      std::vector<const eval::InputRecord*> batch;
-      for (size_t i = begin; i < std::min(inputs.size(), begin + batch_size); ++i) batch.push_back(&inputs[i]);
-      for (auto& l : detection_predictor->predict(*model, batch)) lines.push_back(std::move(l));
-    }
-    // GT: the contract records of the predicted lines only (the rest of the val set is not scored).
-    const data::JsonlOptions jsonl = data::JsonlOptions::from_config(cfg.data, cfg.protocol);
-    std::set<std::string> keys;
-    for (const auto& in : inputs) keys.insert(in.key);
-    std::vector<data::Record> gt_records;
-    std::vector<std::string> gt_raw;
-    for (const auto& file : cfg.data.val_jsonl) {
-      eval::GroundTruth part = eval::read_ground_truth(file, jsonl);
-      for (size_t i = 0; i < part.records.size(); ++i)
-        if (keys.count(part.raw_images[i])) {
-          gt_records.push_back(std::move(part.records[i]));
-          gt_raw.push_back(part.raw_images[i]);
+    // The val JSONL is read again here (the dataset holds records, not the raw lines the predictor
+    // takes): a file removed or made unreadable mid-run, or an eval output that cannot be written,
+    // skips this eval with an error line and a count (eval_detection_skipped) instead of ending the run.
+    try {
+      const double t0 = now_s();
+      torch::NoGradGuard no_grad;
+      std::vector<eval::InputRecord> inputs;
+      for (const auto& file : cfg.data.val_jsonl) {
+        const int64_t room = cfg.eval.max_images - static_cast<int64_t>(inputs.size());
+        if (cfg.eval.max_images > 0 && room <= 0) break;
+        for (auto& r : eval::read_input_records(file, cfg.eval.max_images > 0 ? room : 0)) {
+          r.index = static_cast<int64_t>(inputs.size());
+          inputs.push_back(std::move(r));
         }
-    }
-    eval::GroundTruth gt = eval::GroundTruth::from_records(std::move(gt_records), jsonl.convention);
-    gt.raw_images = std::move(gt_raw);
-    gt.file = cfg.data.val_jsonl.front();
+      }
+      if (!detection_predictor) {
+        detection_predictor.emplace(cfg, model_source_dir, std::shared_ptr<const tokenizer::Tokenizer>(tok));
+        if (cfg.rollout.constrained) detection_predictor->enable_constraint(model->config().text.vocab_size);
+      }
+      std::vector<nlohmann::ordered_json> lines;
+      const auto batch_size = static_cast<size_t>(detection_predictor->batch_size());
+      for (size_t begin = 0; begin < inputs.size(); begin += batch_size) {
+        std::vector<const eval::InputRecord*> batch;
+        for (size_t i = begin; i < std::min(inputs.size(), begin + batch_size); ++i) batch.push_back(&inputs[i]);
+        for (auto& l : detection_predictor->predict(*model, batch)) lines.push_back(std::move(l));
+      }
+      // GT: the contract records of the predicted lines only (the rest of the val set is not scored).
+      const data::JsonlOptions jsonl = data::JsonlOptions::from_config(cfg.data, cfg.protocol);
+      std::set<std::string> keys;
+      for (const auto& in : inputs) keys.insert(in.key);
+      std::vector<data::Record> gt_records;
+      std::vector<std::string> gt_raw;
+      for (const auto& file : cfg.data.val_jsonl) {
+        eval::GroundTruth part = eval::read_ground_truth(file, jsonl);
+        for (size_t i = 0; i < part.records.size(); ++i)
+          if (keys.count(part.raw_images[i])) {
+            gt_records.push_back(std::move(part.records[i]));
+            gt_raw.push_back(part.raw_images[i]);
+          }
+      }
+      eval::GroundTruth gt = eval::GroundTruth::from_records(std::move(gt_records), jsonl.convention);
+      gt.raw_images = std::move(gt_raw);
+      gt.file = cfg.data.val_jsonl.front();
 
-    char step_name[32];
-    std::snprintf(step_name, sizeof(step_name), "step-%06lld", static_cast<long long>(state.step));
-    const fs::path dir = fs::path(cfg.train.output_dir) / "eval" / step_name;
-    fs::create_directories(dir);
-    const std::string pred_path = (dir / "predictions.jsonl").string();
-    std::string text;
-    for (const auto& l : lines) text += l.dump() + "\n";
-    util::write_file_atomic(pred_path, text);
-    const eval::PredictionSet preds = eval::read_predictions(pred_path);
-    const eval::EvalResult result = eval::evaluate(gt, preds);
-    util::write_file_atomic((dir / "metrics.json").string(), eval::to_json(result).dump(2) + "\n");
+      char step_name[32];
+      std::snprintf(step_name, sizeof(step_name), "step-%06lld", static_cast<long long>(state.step));
+      const fs::path dir = fs::path(cfg.train.output_dir) / "eval" / step_name;
+      fs::create_directories(dir);
+      const std::string pred_path = (dir / "predictions.jsonl").string();
+      std::string text;
+      for (const auto& l : lines) text += l.dump() + "\n";
+      util::write_file_atomic(pred_path, text);
+      const eval::PredictionSet preds = eval::read_predictions(pred_path);
+      const eval::EvalResult result = eval::evaluate(gt, preds);
+      util::write_file_atomic((dir / "metrics.json").string(), eval::to_json(result).dump(2) + "\n");
 
-    nlohmann::ordered_json rec;
-    rec["step"] = state.step;
-    std::map<std::string, double> headline;
-    for (const auto& [name, value] : eval::headline_metrics(result)) {
-      rec["eval_" + name] = value;
-      headline[name] = value;
+      nlohmann::ordered_json rec;
+      rec["step"] = state.step;
+      std::map<std::string, double> headline;
+      for (const auto& [name, value] : eval::headline_metrics(result)) {
+        rec["eval_" + name] = value;
+        headline[name] = value;
+      }
+      rec["eval_images"] = static_cast<int64_t>(inputs.size());
+      rec["eval_time_s"] = now_s() - t0;
+      metrics->write(rec);
+      spdlog::info("detection eval at step {}: AP50 {:.3f}, AP {:.3f}, F1@0.5 {:.3f}, parse rate {:.3f} over {} val "
+                   "image(s) ({:.1f} s; {})",
+                   state.step, headline["AP50"], headline["AP"], headline["f1_50"], headline["parse_rate"],
+                   inputs.size(), now_s() - t0, dir.string());
+    } catch (const UserError& e) {
+      ++num_detection_evals_skipped;
+      spdlog::error("detection eval at step {} skipped ({} so far; training goes on): {}", state.step,
+                    num_detection_evals_skipped, e.what());
+      nlohmann::ordered_json rec;
+      rec["step"] = state.step;
+      rec["eval_detection_skipped"] = num_detection_evals_skipped;
+      metrics->write(rec);
     }
-    rec["eval_images"] = static_cast<int64_t>(inputs.size());
-    rec["eval_time_s"] = now_s() - t0;
-    metrics->write(rec);
-    spdlog::info("detection eval at step {}: AP50 {:.3f}, AP {:.3f}, F1@0.5 {:.3f}, parse rate {:.3f} over {} val "
-                 "image(s) ({:.1f} s; {})",
-                 state.step, headline["AP50"], headline["AP"], headline["f1_50"], headline["parse_rate"],
-                 inputs.size(), now_s() - t0, dir.string());
   }
   reducer->barrier();
 }
@@ -1353,6 +1367,14 @@ TrainResult Trainer::Impl::train_loop() {
   }
   result.steps_done = state.step;
   result.last_checkpoint = last_checkpoint;
+  // The run's skips once more at the end (all ranks; a collective), so they are not only in metrics.jsonl.
+  const std::vector<data::ReasonCounts> skipped_over_run = sum_over_ranks({loader->state().skipped}, *reducer);
+  result.data_skipped = skipped_over_run[0];
+  for (const auto& [reason, n] : result.data_skipped)
+    spdlog::warn("training data: {} sample(s) skipped over the run: {} (data.on_invalid = skip; "
+                 "data_skipped_{} in metrics.jsonl)", n, reason, reason);
+  if (num_detection_evals_skipped > 0)
+    spdlog::warn("{} detection eval(s) skipped over the run (see the error lines above)", num_detection_evals_skipped);
   spdlog::info("training {} at step {}/{}; last checkpoint {}",
                result.stopped_by_signal || result.stopped_at_step ? "stopped" : "finished",
                state.step, total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,7 @@ struct TrainResult {
   bool stopped_at_step = false;  // train.stop_at_step reached before the end of the run
   std::string last_checkpoint;  // "" when none was written
   double last_loss = 0.0;       // total loss of the last step
+  std::map<std::string, int64_t> data_skipped;  // samples skipped by reason over the run, all ranks (resumes included)
 };
 
 // Test-only environment hook: when COORDEXP_TEST_PAUSE_SAVE_AT_STEP=N, the save of checkpoint N stops
