@@ -241,11 +241,12 @@ PreparedBatch batch_with_different_first_coords(const config::LossOptions& loss)
 // Prefix reuse is exact: the self-context forwards over forward 0's prefix keys/values give the
 // full recompute's loss terms and the gradients of every parameter (float64, <= 1e-10 relative per
 // parameter) for unroll and em_detach, N = 2 and 3, ST and soft context embeddings, on a batch whose
-// rows' first coord slots differ; with text-layer gradient checkpointing the step falls back to full
+// rows' first coord slots differ, with eager attention and the chunked head, then with the fused sdpa
+// kernel and full answer-row logits; with text-layer gradient checkpointing the step falls back to full
 // forwards (nothing reused) with the same gradients. (Checked by hand: detaching the prefix keys in the
 // tail forwards gives a 1.3% relative gradient error in every case, at the DeepStack merger's norm.)
 TEST(ChannelA, PrefixReuseGivesTheFullRecomputeLossesAndGradients) {
-  const auto loss = geo_loss();  // CE from forward 0, L_geo + DFL from the last forward
+  auto loss = geo_loss();  // CE from forward 0 (chunked head, loss.head_chunk_rows 256), L_geo + DFL from the last
   const PreparedBatch pb = batch_with_different_first_coords(loss);
   const int64_t T = pb.batch.input_ids.size(1);
   const auto first = first_coord_rows(pb);
@@ -306,6 +307,20 @@ TEST(ChannelA, PrefixReuseGivesTheFullRecomputeLossesAndGradients) {
   EXPECT_EQ(checkpointed.d.reused_positions, 0);
   EXPECT_EQ(checkpointed.d.computed_positions, 2 * 2 * T);
   expect_same(checkpointed, full, "gradient checkpointing");
+  // The fused attention kernel (model.attn_implementation: sdpa) and forward 0 with full logits at
+  // the answer rows (loss.head_chunk_rows 0) instead of the chunked head.
+  model::ModelRuntime rt;
+  rt.param_dtype = torch::kDouble;
+  rt.use_sdpa = true;
+  model = model::Qwen3VL::load(testing::Assets::get().model_dir, rt);
+  params = model.named_parameters();
+  loss.head_chunk_rows = 0;
+  for (const std::string grad : {"unroll", "em_detach"}) {
+    const ChannelASettings s2 = settings(3, "st", grad);
+    const Result full2 = run(s2, false, false), reused2 = run(s2, true, false);
+    EXPECT_EQ(reused2.d.reused_positions, 2 * 2 * P);
+    expect_same(reused2, full2, "sdpa, unchunked head, " + grad + " N=3 st");
+  }
 }
 
 TEST(ChannelA, TrainerRunsStage2WithChannelASteps) {
