@@ -250,6 +250,8 @@ struct StepStats {
     n.push_back(channel_a.num_slots);
     n.push_back(channel_a.argmax_changed);
     n.push_back(channel_a.decoder_forwards);
+    n.push_back(channel_a.reused_positions);
+    n.push_back(channel_a.computed_positions);
     d.push_back(channel_a.abs_shift_sum);
     const size_t b_ints = n.size(), b_doubles = d.size();
     ChannelBDiagnostics& b = channel_b;
@@ -276,6 +278,8 @@ struct StepStats {
     channel_a.num_slots = n[coord::kNumTerms + 3];
     channel_a.argmax_changed = n[coord::kNumTerms + 4];
     channel_a.decoder_forwards = n[coord::kNumTerms + 5];
+    channel_a.reused_positions = n[coord::kNumTerms + 6];
+    channel_a.computed_positions = n[coord::kNumTerms + 7];
     channel_a.abs_shift_sum = d[coord::kNumTerms];
   }
   std::vector<int64_t*> b_int_fields() {
@@ -763,10 +767,12 @@ void Trainer::Impl::log_run_summary() const {
   if (stage2) {
     const auto& a = cfg.channel_a;
     spdlog::info("stage2: {} schedule, b_ratio {}: Channel-A {} forward(s), grad {}, context embeddings {} "
-                 "(tau_A {}), init {}, geometry decode {}; Channel-B {} rollout(s) per rank per micro-step, "
+                 "(tau_A {}), init {}, prefix reuse {}, geometry decode {}; Channel-B {} rollout(s) per rank per micro-step, "
                  "{} decoding, prefix {}, geo weight {}, geometry decode {}",
                  cfg.stage2.schedule, cfg.stage2.b_ratio, a.n_softctx_iter, a.softctx_grad_mode,
-                 a.coord_ctx_embed_mode, a.ctx_tau, a.init, cfg.coord.decode_mode, channel_b.batch_size,
+                 a.coord_ctx_embed_mode, a.ctx_tau, a.init,
+                 !a.prefix_reuse ? "off" : cfg.model.gradient_checkpointing_text ? "off (gradient checkpointing)" : "on",
+                 cfg.coord.decode_mode, channel_b.batch_size,
                  cfg.rollout.decoding, cfg.channel_b.prefix_mode, cfg.channel_b.geo_weight,
                  cfg.channel_b.coord_decode_mode);
     if (channel_b.async_producer)
@@ -1295,6 +1301,10 @@ TrainResult Trainer::Impl::train_loop() {
           for (const auto& [reason, n] : b_skipped_all) rec["b_skipped_" + reason] = n;
         } else {
           rec["a_decoder_forwards"] = st.channel_a.decoder_forwards;
+          // Over the self-context forwards: rows x positions taken from forward 0 (channel_a.prefix_reuse)
+          // and computed; reused / (reused + computed) is the share of their decoder work saved.
+          rec["a_reused_positions"] = st.channel_a.reused_positions;
+          rec["a_computed_positions"] = st.channel_a.computed_positions;
           if (st.channel_a.num_slots > 0) {
             const double slots = static_cast<double>(st.channel_a.num_slots);
             rec["a_ctx_shift_bins"] = 999.0 * st.channel_a.abs_shift_sum / slots;

@@ -349,6 +349,25 @@ TEST(ChannelA, TrainerRunsStage2WithChannelASteps) {
     EXPECT_GT(j["num_loss_struct_ce"].get<int64_t>(), 0);
     EXPECT_LT(j["num_loss_struct_ce"].get<int64_t>(), j["num_tokens"].get<int64_t>()) << j;
     EXPECT_GE(j["a_ctx_argmax_changed"].get<double>(), 0.0);
+    // channel_a.prefix_reuse is on by default: forward 1 takes the prompt/image/first-desc positions
+    // from forward 0 and computes the rest.
+    EXPECT_GT(j["a_reused_positions"].get<int64_t>(), 0) << j;
+    EXPECT_GT(j["a_computed_positions"].get<int64_t>(), 0) << j;
+  }
+  // Off: the same batches with full forwards (every position computed, none reused) and the same
+  // losses up to float32 rounding.
+  const std::string out_full = testing::fresh_dir("channel_a_stage2_full");
+  c.train.output_dir = out_full;
+  c.channel_a.prefix_reuse = false;
+  Trainer(c).run();
+  const auto full = testing::metrics_with(out_full, "step_kind");
+  ASSERT_EQ(full.size(), recs.size());
+  for (size_t i = 0; i < recs.size(); ++i) {
+    EXPECT_EQ(full[i]["a_reused_positions"], 0);
+    EXPECT_EQ(full[i]["a_computed_positions"].get<int64_t>(),
+              recs[i]["a_reused_positions"].get<int64_t>() + recs[i]["a_computed_positions"].get<int64_t>());
+    EXPECT_NEAR(full[i]["loss"].get<double>(), recs[i]["loss"].get<double>(), 1e-4 * recs[i]["loss"].get<double>())
+        << "step " << i + 1;
   }
 }
 
