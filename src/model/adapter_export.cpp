@@ -231,17 +231,34 @@ ExportReport export_merged_model(const std::string& base_dir, const std::string&
     return add_coord_offset_rows(E, head_offset, spec.coord_first_id);  // a copy; the mapping is released
   };
 
-  // ---- stream the files
+  // ---- stream the files: per base file, the output header first (names, dtypes and shapes are
+  // the base's), then one tensor at a time: mapped (or merged from the mapping), written, dropped,
+  // and the mapped pages it read given back. Peak: the largest merged tensor and its float64 temporaries.
   std::vector<std::string> written;
   std::map<std::string, std::string> index_entries;  // stored key -> file
   for (const auto& file_name : layout.files) {
-    auto file = util::SafetensorsFile::open(base_dir + "/" + file_name);
-    util::NamedTensors tensors;
+    const auto file = util::SafetensorsFile::open(base_dir + "/" + file_name);
+    std::vector<util::StTensorPlan> plan;
+    std::map<std::string, std::string> canonical_of;  // stored key -> canonical key
     uint64_t bytes = 0;
-    for (const auto& [canonical, st] : layout.tensors) {
-      if (st.file != file_name) continue;
-      torch::Tensor t = file->tensor(st.stored_key);
+    auto add = [&](const std::string& stored, const std::string& canonical, const util::StTensorInfo& info) {
+      plan.push_back({stored, info.dtype, info.shape});
+      canonical_of[stored] = canonical;
+      index_entries[stored] = file_name;
+      bytes += (info.data_end - info.data_begin);
+    };
+    for (const auto& [canonical, st] : layout.tensors)
+      if (st.file == file_name) add(st.stored_key, canonical, *file->find(st.stored_key));
+    if (report.lm_head_materialized && !head_stored && file_name == head_file) {
+      const StoredTensor& e = layout.tensors.at(kEmbedKey);
+      add(kLmHeadKey, kLmHeadKey, ckpt.info(e.stored_key));
+    }
+    auto produce = [&](const std::string& stored) -> torch::Tensor {
+      const std::string& canonical = canonical_of.at(stored);
       torch::NoGradGuard no_grad;
+      if (stored == kLmHeadKey && !file->find(stored)) return head_from_embedding();  // materialised
+      const torch::Tensor view = file->tensor(stored);
+      torch::Tensor t = view;
       if (auto m = module_of_key.find(canonical); m != module_of_key.end()) {
         const std::string& mod = m->second;
         if (spec.kind == AdapterKind::kDora) {
@@ -251,7 +268,7 @@ ExportReport export_merged_model(const std::string& base_dir, const std::string&
           t = merge_lora_weight(t, at.lora_A.at(mod), at.lora_B.at(mod), spec.scale());
           ++report.num_lora_merged;
         }
-        require_finite(t, st.stored_key, adapter_dir);
+        require_finite(t, stored, adapter_dir);
       } else if (spec.coord_offset && canonical == kEmbedKey) {
         t = add_coord_offset_rows(t, at.coord_offset_embed, spec.coord_first_id);
         report.coord_offset_applied = true;
@@ -259,24 +276,22 @@ ExportReport export_merged_model(const std::string& base_dir, const std::string&
         // A stored head: its own rows (untied base) or a tied copy, which must follow the embedding.
         t = base_tied ? head_from_embedding() : add_coord_offset_rows(t, head_offset, spec.coord_first_id);
       }
-      bytes += static_cast<uint64_t>(t.numel()) * t.element_size();
-      tensors.emplace_back(st.stored_key, t);
-      index_entries[st.stored_key] = file_name;
-    }
-    if (report.lm_head_materialized && !head_stored && file_name == head_file) {
-      torch::Tensor head = head_from_embedding();
-      bytes += static_cast<uint64_t>(head.numel()) * head.element_size();
-      tensors.emplace_back(kLmHeadKey, head);
-      index_entries[kLmHeadKey] = file_name;
-    }
+      if (!t.is_same(view)) file->release_pages(stored);  // merged: the mapped bytes are read
+      return t;
+    };
+    auto release = [&](const std::string& stored) {
+      if (file->find(stored)) file->release_pages(stored);
+    };
     const auto meta = layout.file_metadata.find(file_name);
-    util::write_safetensors(out_dir + "/" + file_name, tensors,
-                            meta == layout.file_metadata.end() ? std::map<std::string, std::string>{} : meta->second);
+    util::write_safetensors_streamed(out_dir + "/" + file_name, plan,
+                                     meta == layout.file_metadata.end() ? std::map<std::string, std::string>{}
+                                                                        : meta->second,
+                                     produce, release);
     written.push_back(file_name);
     report.largest_shard_bytes = std::max(report.largest_shard_bytes, bytes);
     report.total_bytes += bytes;
     spdlog::info("export: wrote {} ({:.1f} MB)", file_name, bytes / 1e6);
-  }  // each file's mapping and merged tensors are released here
+  }  // the file's mapping is released here
   if (layout.sharded) {
     Json doc = Json::parse(layout.index_text);
     doc["metadata"]["total_size"] = report.total_bytes;

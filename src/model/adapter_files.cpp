@@ -410,6 +410,7 @@ AdapterDir read_adapter_dir(const std::string& dir) {
     torch::Tensor tensor = file->tensor(key);
     require_float(wf, key, tensor);
     (*slot)[module] = owned(tensor);
+    file->release_pages(key);  // read once: the file's pages need not stay resident next to the copy
   }
   if (!unexpected.empty())
     wf.fail("", "unexpected tensor keys (" + std::to_string(unexpected.size()) + "): " + join_first(unexpected, 5),

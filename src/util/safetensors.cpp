@@ -384,6 +384,16 @@ std::pair<const uint8_t*, uint64_t> SafetensorsFile::raw(const std::string& name
   return {base_ + header_.data_offset + info->data_begin, info->data_end - info->data_begin};
 }
 
+void SafetensorsFile::release_pages(const std::string& name) const {
+  const auto [data, nbytes] = raw(name);
+  if (nbytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + nbytes + page - 1) / page * page;
+  // Advice only: a failure leaves the pages resident, which is harmless.
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const auto [data, nbytes] = raw(name);
   const StTensorInfo& info = *find(name);
@@ -557,6 +567,18 @@ struct PlannedTensor {
   const torch::Tensor* source;
 };
 
+// Sorted by name; reserved and duplicate names refused.
+void check_plan(std::vector<PlannedTensor>& plan, const std::string& where) {
+  for (const PlannedTensor& t : plan)
+    if (t.name == "__metadata__") fail(where, tensor_subject(t.name), "reserved name", "rename the tensor");
+  std::sort(plan.begin(), plan.end(),
+            [](const PlannedTensor& a, const PlannedTensor& b) { return a.name < b.name; });
+  for (size_t i = 1; i < plan.size(); ++i)
+    if (plan[i].name == plan[i - 1].name)
+      fail(where, tensor_subject(plan[i].name), "tensor name given twice",
+           "tensor names in one checkpoint must be unique");
+}
+
 std::vector<PlannedTensor> plan_tensors(const NamedTensors& tensors, const std::string& where) {
   std::vector<PlannedTensor> plan;
   plan.reserve(tensors.size());
@@ -574,12 +596,7 @@ std::vector<PlannedTensor> plan_tensors(const NamedTensors& tensors, const std::
     plan.push_back({name, dtype, t.sizes().vec(),
                     static_cast<uint64_t>(t.numel()) * st_dtype_size(dtype), &t});
   }
-  std::sort(plan.begin(), plan.end(),
-            [](const PlannedTensor& a, const PlannedTensor& b) { return a.name < b.name; });
-  for (size_t i = 1; i < plan.size(); ++i)
-    if (plan[i].name == plan[i - 1].name)
-      fail(where, tensor_subject(plan[i].name), "tensor name given twice",
-           "tensor names in one checkpoint must be unique");
+  check_plan(plan, where);
   return plan;
 }
 
@@ -614,8 +631,11 @@ std::vector<const PlannedTensor*> data_order(std::vector<const PlannedTensor*> t
   return tensors;
 }
 
+// Header, then each tensor's bytes in data order, asking `produce` for one tensor at a time.
 void write_planned(const std::string& path, const std::vector<const PlannedTensor*>& by_name,
-                   const std::map<std::string, std::string>& metadata) {
+                   const std::map<std::string, std::string>& metadata,
+                   const std::function<torch::Tensor(const PlannedTensor&)>& produce,
+                   const std::function<void(const std::string&)>& written = {}) {
   const std::vector<const PlannedTensor*> tensors = data_order(by_name);
   const std::string header = build_header(tensors, metadata);
   uint8_t length[8];
@@ -624,11 +644,21 @@ void write_planned(const std::string& path, const std::vector<const PlannedTenso
   writer.write(length, 8);
   writer.write(header.data(), header.size());
   for (const PlannedTensor* t : tensors) {
-    if (t->nbytes == 0) continue;
-    const torch::Tensor cpu = t->source->detach().to(torch::kCPU).contiguous();
-    writer.write(cpu.data_ptr(), t->nbytes);
+    if (t->nbytes > 0) {
+      const torch::Tensor cpu = produce(*t).detach().to(torch::kCPU).contiguous();
+      COORDEXP_CHECK(st_dtype_from_torch(cpu.scalar_type()) == t->dtype && cpu.sizes().vec() == t->shape,
+                     "tensor " << t->name << " produced as " << cpu.scalar_type() << " " << cpu.sizes()
+                               << " but planned as " << st_dtype_name(t->dtype) << " " << c10::IntArrayRef(t->shape));
+      writer.write(cpu.data_ptr(), t->nbytes);
+    }
+    if (written) written(t->name);
   }
   writer.commit();
+}
+
+void write_planned(const std::string& path, const std::vector<const PlannedTensor*>& by_name,
+                   const std::map<std::string, std::string>& metadata) {
+  write_planned(path, by_name, metadata, [](const PlannedTensor& t) { return *t.source; });
 }
 
 std::string shard_name(const std::string& prefix, size_t i, size_t n) {
@@ -656,6 +686,26 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   std::vector<const PlannedTensor*> order;
   for (const PlannedTensor& t : plan) order.push_back(&t);
   write_planned(path, order, metadata);
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<StTensorPlan>& plan,
+                                const std::map<std::string, std::string>& metadata,
+                                const std::function<torch::Tensor(const std::string&)>& produce,
+                                const std::function<void(const std::string&)>& written) {
+  std::vector<PlannedTensor> planned;
+  planned.reserve(plan.size());
+  for (const StTensorPlan& t : plan) {
+    uint64_t numel = 1;
+    for (const int64_t d : t.shape) {
+      if (d < 0) fail(path, tensor_subject(t.name), "negative dimension in the plan", "pass the tensor's shape");
+      numel *= static_cast<uint64_t>(d);
+    }
+    planned.push_back({t.name, t.dtype, t.shape, numel * st_dtype_size(t.dtype), nullptr});
+  }
+  check_plan(planned, path);
+  std::vector<const PlannedTensor*> order;
+  for (const PlannedTensor& t : planned) order.push_back(&t);
+  write_planned(path, order, metadata, [&](const PlannedTensor& t) { return produce(t.name); }, written);
 }
 
 std::vector<std::string> write_safetensors_dir(const std::string& dir, const NamedTensors& tensors,

@@ -34,9 +34,11 @@ const std::vector<std::string>& export_copied_file_names();
 // `adapter/`; returns the adapter directory or throws DataError saying what is missing.
 std::string resolve_adapter_dir(const std::string& adapter);
 
-// Merges `adapter` into the model in `base_dir` and writes the plain model to `out_dir`. Peak memory:
-// about one base shard (its tensors are mmap'd and the merged ones are computed one at a time), plus
-// the embedding matrix when an untied offset materialises lm_head from a tied embedding.
+// Merges `adapter` into the model in `base_dir` and writes the plain model to `out_dir`, streamed:
+// per base file, one tensor at a time (mapped, or merged in row blocks from the mapping), written and
+// dropped, the mapped pages it read given back. Peak memory above the process: the adapter, one
+// merged tensor and its blocks, the pages of the tensor being copied (docs/performance.md measures
+// it: under 2 x the largest shard + the adapter).
 ExportReport export_merged_model(const std::string& base_dir, const std::string& adapter,
                                  const std::string& out_dir, const ExportOptions& options = {});
 

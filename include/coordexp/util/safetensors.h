@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,6 +61,10 @@ class SafetensorsFile {
   torch::Tensor tensor(const std::string& name) const;
   // Raw bytes of a tensor (for byte-exact copies).
   std::pair<const uint8_t*, uint64_t> raw(const std::string& name) const;
+  // Gives the resident pages holding the tensor's bytes back to the kernel (madvise MADV_DONTNEED;
+  // pages shared with a neighbouring tensor too): memory that streaming readers are done with.
+  // Views stay valid and read the file again when touched; an in-place write to a view is lost.
+  void release_pages(const std::string& name) const;
 
  private:
   SafetensorsFile() = default;
@@ -111,6 +116,22 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 // time. Duplicate names, "__metadata__" and unsupported dtypes are FormatErrors naming the tensor.
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// What a streamed write knows before any data: each tensor's name, dtype and shape.
+struct StTensorPlan {
+  std::string name;
+  StDType dtype = StDType::F32;
+  std::vector<int64_t> shape;
+};
+// write_safetensors with the data produced on demand (same layout, header and atomicity): the
+// header is written from `plan`, then `produce(name)` is called once per tensor in data order and
+// its result (dtype and shape must be the plan's, else InternalError) is written and dropped before
+// the next call, so the writer holds one tensor at a time. `written(name)`, when given, is called
+// after that tensor's bytes are written. Plan errors are write_safetensors's.
+void write_safetensors_streamed(const std::string& path, const std::vector<StTensorPlan>& plan,
+                                const std::map<std::string, std::string>& metadata,
+                                const std::function<torch::Tensor(const std::string&)>& produce,
+                                const std::function<void(const std::string&)>& written = {});
 
 struct ShardedWriteOptions {
   uint64_t max_shard_bytes = 0;             // 0 = never shard (single model.safetensors)

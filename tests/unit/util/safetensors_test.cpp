@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "coordexp/util/error.h"
 #include "coordexp/util/fs.h"
 #include "coordexp/util/safetensors.h"
 #include "unit/util/st_test_util.h"
@@ -120,6 +122,59 @@ TEST(Safetensors, FileLayoutIsPaddedAlignedAndDeterministic) {
   const auto file = SafetensorsFile::open(dir.file("x.safetensors"));
   for (const StTensorInfo& t : file->tensors())
     EXPECT_EQ((8 + n + t.data_begin) % st_dtype_size(t.dtype), 0u) << t.name;
+}
+
+// The streamed writer gives the same bytes as write_safetensors, asks for each tensor once, in data
+// order, only after the header is known, and reports each write; a produced tensor that differs
+// from the plan is refused naming it. release_pages leaves views readable (the file is read again).
+TEST(Safetensors, StreamedWriteEqualsWriteAndProducesInDataOrder) {
+  torch::manual_seed(3);
+  TempDir dir;
+  NamedTensors tensors = {{"w", torch::randn({64, 300})},
+                          {"b16", torch::randn({7}).to(torch::kBFloat16)},
+                          {"ids", torch::randint(0, 100, {5}, torch::kLong)},
+                          {"empty", torch::zeros({0, 3})},
+                          {"flag", torch::ones({2}, torch::kBool)}};
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  write_safetensors(dir.file("a.safetensors"), tensors, meta);
+  std::vector<StTensorPlan> plan;
+  std::map<std::string, torch::Tensor> by_name;
+  for (const auto& [n, t] : tensors) {
+    plan.push_back({n, st_dtype_from_torch(t.scalar_type()), t.sizes().vec()});
+    by_name[n] = t;
+  }
+  std::vector<std::string> produced, written;
+  write_safetensors_streamed(
+      dir.file("b.safetensors"), plan, meta,
+      [&](const std::string& n) {
+        produced.push_back(n);
+        return by_name.at(n);
+      },
+      [&](const std::string& n) { written.push_back(n); });
+  EXPECT_EQ(read_bytes(dir.file("a.safetensors")), read_bytes(dir.file("b.safetensors")));
+  // Data order: element size descending, then name; zero-byte tensors are not asked for.
+  EXPECT_EQ(produced, (std::vector<std::string>{"ids", "w", "b16", "flag"}));
+  EXPECT_EQ(written, (std::vector<std::string>{"ids", "empty", "w", "b16", "flag"}));
+
+  auto wrong = plan;
+  wrong[0].shape = {64, 299};
+  EXPECT_THROW(write_safetensors_streamed(dir.file("c.safetensors"), wrong, meta,
+                                          [&](const std::string& n) { return by_name.at(n); }),
+               InternalError);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("c.safetensors")));
+  wrong = plan;
+  wrong.push_back(plan[0]);
+  EXPECT_THROW(write_safetensors_streamed(dir.file("c.safetensors"), wrong, meta,
+                                          [&](const std::string& n) { return by_name.at(n); }),
+               FormatError);
+
+  const auto file = SafetensorsFile::open(dir.file("b.safetensors"));
+  const torch::Tensor view = file->tensor("w");
+  EXPECT_TRUE(torch::equal(view, tensors[0].second));
+  file->release_pages("w");
+  file->release_pages("empty");
+  EXPECT_TRUE(torch::equal(view, tensors[0].second)) << "a released view reads the file again";
+  EXPECT_TRUE(torch::equal(file->tensor("b16"), tensors[1].second));
 }
 
 TEST(Safetensors, MisalignedDataIsCopiedAndHeaderOrderIsFree) {
