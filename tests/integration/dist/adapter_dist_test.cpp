@@ -36,8 +36,7 @@ std::string two_rank_yaml(const std::string& output_dir, int64_t max_steps) {
          "checkpoint: {every: 0, keep_last: 0}\n" + "log: {progress: off}\n" + "dist: {timeout_s: 60}\n" + kAdapterYaml;
 }
 
-// DISABLED: fails as of this commit (not yet diagnosed; issue 16 note).
-TEST(DistAdapters, DISABLED_TwoRanksEqualOneRankAndReduceOnlyTheAdapterGradients) {
+TEST(DistAdapters, TwoRanksEqualOneRankAndReduceOnlyTheAdapterGradients) {
   constexpr int64_t kSteps = 3;
   const std::string dir1 = fresh_dir("dist_adapter_one_rank");
   auto c = base_config(dir1);
@@ -66,7 +65,8 @@ TEST(DistAdapters, DISABLED_TwoRanksEqualOneRankAndReduceOnlyTheAdapterGradients
   fs::create_directories(dir2);
   const std::string config = dir2 + ".yaml";
   std::ofstream(config) << two_rank_yaml(dir2, kSteps);
-  const auto codes = run_ranks(2, {COORDEXP_TRAIN_BIN, "train", "--config", config}, dir2, 180);
+  // --log-level info: ranks > 0 log warnings only by default, and rank 1's all-reduce line is checked.
+  const auto codes = run_ranks(2, {COORDEXP_TRAIN_BIN, "--log-level", "info", "train", "--config", config}, dir2, 180);
   ASSERT_EQ(codes, (std::vector<int>{0, 0})) << logs_of(dir2, 2);
   const auto recs2 = metrics_with(dir2, "loss");
   ASSERT_EQ(recs1.size(), static_cast<size_t>(kSteps));
@@ -84,6 +84,7 @@ TEST(DistAdapters, DISABLED_TwoRanksEqualOneRankAndReduceOnlyTheAdapterGradients
     max_diff = std::max(max_diff, (p - one_rank.at(k)).abs().max().item<double>());
     if (k.find("lora_B") != std::string::npos) max_b = std::max(max_b, p.abs().max().item<double>());
   }
+  std::cout << "max |2 ranks - 1 rank| over the adapters = " << max_diff << ", max |lora_B| = " << max_b << std::endl;
   EXPECT_LT(max_diff, 1e-5);
   EXPECT_GT(max_b, 1e-3);  // training moved the adapters: the comparison is not vacuous
 
@@ -92,7 +93,7 @@ TEST(DistAdapters, DISABLED_TwoRanksEqualOneRankAndReduceOnlyTheAdapterGradients
   for (int r = 0; r < 2; ++r) {
     const std::string log = coordexp::dist::testing::read_text(dir2 + ".rank" + std::to_string(r) + ".log");
     std::smatch mt;
-    ASSERT_TRUE(std::regex_search(log, mt, line)) << log;
+    ASSERT_TRUE(std::regex_search(log, mt, line)) << logs_of(dir2, 2);
     EXPECT_EQ(std::stoll(mt[1].str()), static_cast<int64_t>(one_rank.size())) << "rank " << r;
     EXPECT_EQ(std::stoll(mt[2].str()), adapter_elements) << "rank " << r;
   }
