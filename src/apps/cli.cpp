@@ -47,9 +47,9 @@ const CommandFactory kCommands[] = {
 // Every hardware thread for this process's share of the node (LibTorch + BLAS), unless the user
 // chose with OMP_NUM_THREADS (which both LibTorch and BLIS honour).
 // Generation-only commands (generate, infer) use one thread: KV-cache decode is a stream of tiny
-// ops, and Debian's BLIS (OpenMP) fixes its thread count at its first call, so extra threads cannot
-// be turned off for decode alone; with 2 threads on a loaded machine decode ran 10-80x slower than
-// with 1 (docs/performance.md). OMP_NUM_THREADS / BLIS_NUM_THREADS still choose.
+// ops (rollout.decode_threads already runs it on one thread), and their prefill is short, so extra
+// threads buy little while on a loaded machine 2 threads ran decode 10-80x slower than 1
+// (docs/performance.md). OMP_NUM_THREADS / BLIS_NUM_THREADS still choose.
 void configure_threads(const std::string& subcommand) {
   if (std::getenv("OMP_NUM_THREADS")) return;
   const bool generation_only = subcommand == "generate" || subcommand == "infer";

@@ -1,4 +1,4 @@
-// Compute-thread setup (threads.h): LibTorch intra-op threads plus the BLIS environment variable.
+// Compute-thread setup (threads.h): LibTorch's intra-op threads and the system BLAS's threads.
 #include "coordexp/util/threads.h"
 
 #include <ATen/Parallel.h>
@@ -6,10 +6,69 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
 namespace coordexp::util {
+
+namespace {
+
+// BLIS's run-time thread API (dim_t is a 64-bit integer in Debian's BLIS), when BLIS is loaded.
+using BlisSetThreads = void (*)(long);
+using BlisGetThreads = long (*)();
+
+void* global_symbol(const char* name) { return ::dlsym(RTLD_DEFAULT, name); }
+
+// The shared object that defines `address`, or "" when none does.
+std::string defining_object(void* address) {
+  Dl_info info{};
+  if (!address || ::dladdr(address, &info) == 0 || !info.dli_fname) return "";
+  return info.dli_fname;
+}
+
+// The thread API, only when the library that exports it is also the one LibTorch's BLAS calls bind
+// to (the first `sgemm_` in global lookup order, which is what lazy binding resolves). Debian's
+// BLIS libblas.so.3 hides BLIS's own API, so a BLIS found elsewhere would be a second, idle copy:
+// setting its threads would change nothing.
+struct BlisThreadApi {
+  BlisSetThreads set = nullptr;
+  BlisGetThreads get = nullptr;
+  std::string gemm_provider;
+};
+
+const BlisThreadApi& blis_api() {
+  static const BlisThreadApi api = [] {
+    BlisThreadApi a;
+    void* set = global_symbol("bli_thread_set_num_threads");
+    void* get = global_symbol("bli_thread_get_num_threads");
+    a.gemm_provider = defining_object(global_symbol("sgemm_"));
+    if (set && get && !a.gemm_provider.empty() && defining_object(set) == a.gemm_provider) {
+      a.set = reinterpret_cast<BlisSetThreads>(set);
+      a.get = reinterpret_cast<BlisGetThreads>(get);
+    }
+    return a;
+  }();
+  return api;
+}
+
+// OpenMP's per-thread team size, when LibTorch's intra-op pool is OpenMP (Debian's and the official
+// builds). Preferred to at::set_num_threads for a temporary change: that one also resizes caffe2's
+// pthreadpool (QNNPACK/XNNPACK, idle in fp32 training), which destroys and creates its threads: a
+// set-and-restore pair measured 8.5 ms against 0.1 us for omp_set_num_threads, i.e. more than a
+// tiny model's whole decode of a few tokens. at::get_num_threads() reads omp_get_max_threads().
+using OmpSetThreads = void (*)(int);
+OmpSetThreads omp_set() {
+  static const auto f = reinterpret_cast<OmpSetThreads>(global_symbol("omp_set_num_threads"));
+  return f;
+}
+
+void set_intra_op_threads_temporarily(int n) {
+  if (OmpSetThreads f = omp_set()) f(n);
+  else at::set_num_threads(n);
+}
+
+}  // namespace
 
 int default_compute_threads() {
   const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
@@ -22,41 +81,33 @@ int set_compute_threads(int n) {
   at::set_num_threads(n);
   // Captured at the first call: a value the user exported wins over ours, ours can be replaced.
   static const bool user_chose_blas_threads = std::getenv("BLIS_NUM_THREADS") != nullptr;
-  if (!user_chose_blas_threads) ::setenv("BLIS_NUM_THREADS", std::to_string(n).c_str(), 1);
+  if (!user_chose_blas_threads) {
+    ::setenv("BLIS_NUM_THREADS", std::to_string(n).c_str(), 1);  // a BLIS initialised later
+    if (blis_api().set) blis_api().set(n);                         // the BLIS already serving LibTorch
+  }
   return n;
 }
 
-namespace {
+bool blas_threads_settable() { return blis_api().set != nullptr; }
 
-// BLIS's run-time thread API (dim_t is a 64-bit integer in Debian's BLIS), when BLIS is loaded.
-using BlisSetThreads = void (*)(long);
-using BlisGetThreads = long (*)();
+int blas_threads() { return blis_api().get ? static_cast<int>(blis_api().get()) : -1; }
 
-BlisSetThreads blis_set() {
-  static const auto f = reinterpret_cast<BlisSetThreads>(::dlsym(RTLD_DEFAULT, "bli_thread_set_num_threads"));
-  return f;
-}
-BlisGetThreads blis_get() {
-  static const auto f = reinterpret_cast<BlisGetThreads>(::dlsym(RTLD_DEFAULT, "bli_thread_get_num_threads"));
-  return f;
-}
-
-}  // namespace
+std::string blas_library() { return blis_api().gemm_provider; }
 
 ScopedComputeThreads::ScopedComputeThreads(int n) {
   if (n <= 0) return;
   saved_torch_ = at::get_num_threads();
-  if (saved_torch_ != n) at::set_num_threads(n);
-  if (blis_set() && blis_get()) {
-    saved_blis_ = blis_get()();
-    if (saved_blis_ != n) blis_set()(n);
+  if (saved_torch_ != n) set_intra_op_threads_temporarily(n);
+  if (const BlisThreadApi& api = blis_api(); api.set) {
+    saved_blis_ = api.get();
+    if (saved_blis_ != n) api.set(n);
     else saved_blis_ = -1;
   }
 }
 
 ScopedComputeThreads::~ScopedComputeThreads() {
-  if (saved_torch_ > 0 && at::get_num_threads() != saved_torch_) at::set_num_threads(saved_torch_);
-  if (saved_blis_ > 0) blis_set()(saved_blis_);
+  if (saved_torch_ > 0 && at::get_num_threads() != saved_torch_) set_intra_op_threads_temporarily(saved_torch_);
+  if (saved_blis_ > 0) blis_api().set(saved_blis_);
 }
 
 }  // namespace coordexp::util

@@ -1,19 +1,33 @@
 // CPU compute threads: LibTorch's intra-op pool and the system BLAS's own pool, set together.
 // Debian's LibTorch runs its matmuls in the system BLAS (BLIS after scripts/setup.sh), whose thread
 // count LibTorch does not control: BLIS reads BLIS_NUM_THREADS (else OMP_NUM_THREADS) once, at its
-// first call, and otherwise runs single-threaded. Official LibTorch builds use MKL, which follows
-// at::set_num_threads; for them the variable is harmless.
+// first call, and otherwise runs single-threaded. The build links BLIS's libblis.so.4 ahead of
+// LibTorch (cmake/CoordexpDependencies.cmake) so the BLAS calls bind to a BLIS whose count can also
+// change at run time. Official LibTorch builds use MKL, which follows at::set_num_threads; for them
+// the variable is harmless.
 #pragma once
+
+#include <string>
 
 namespace coordexp::util {
 
 // Threads for one process: hardware threads / LOCAL_WORLD_SIZE (torchrun's processes per node), >= 1.
 int default_compute_threads();
 
-// at::set_num_threads(n), and BLIS_NUM_THREADS = n for the BLAS unless the user exported
-// BLIS_NUM_THREADS before the first call. Effective for the BLAS only before its first matmul, so
-// call it at start-up. Returns n.
+// at::set_num_threads(n), and n BLAS threads unless the user exported BLIS_NUM_THREADS before the
+// first call: BLIS_NUM_THREADS = n for a BLIS not yet initialised, and the run-time setting for the
+// BLIS serving LibTorch when blas_threads_settable(). Returns n.
 int set_compute_threads(int n);
+
+// True when the BLAS that LibTorch's sgemm_ calls bind to exposes BLIS's run-time thread API
+// (the library defining the first `sgemm_` also defines bli_thread_set_num_threads).
+bool blas_threads_settable();
+
+// The BLAS's current thread count when settable, else -1.
+int blas_threads();
+
+// Path of the shared object that provides `sgemm_` to LibTorch ("" when none is loaded).
+std::string blas_library();
 
 // While alive: LibTorch intra-op threads = n and, when the BLAS is BLIS, BLIS's thread count = n
 // at run time (bli_thread_set_num_threads, looked up with dlsym so no BLAS is linked); both are
