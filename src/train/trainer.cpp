@@ -375,6 +375,7 @@ struct Trainer::Impl {
   ChannelASettings channel_a;
   ChannelBSettings channel_b;
   std::unique_ptr<StepRouter> router;
+  std::optional<util::LoadFollowingThreads> load_threads;  // CPU + train.threads_follow_load, > 1 thread
   std::unique_ptr<BSampler> b_sampler;  // stage2, channel_b.producer sync
   // channel_b.producer async: the learner's weights as the actor sees them, this rank's queue and
   // actor (declared in this order: the actor stops before the queue and the model go).
@@ -398,6 +399,7 @@ struct Trainer::Impl {
   bool is_main() const { return reducer->rank() == 0; }
 
   void setup();
+  void follow_load(ProgressReporter& progress);
   // adapter.*: attaches LoRA/DoRA and the coord offset (base frozen), loading them from an adapter
   // checkpoint when resuming from one; refuses a resume whose checkpoint kind does not match.
   void setup_adapters(const std::optional<model::AdapterDir>& from_checkpoint, const std::string& base_dir);
@@ -425,6 +427,20 @@ struct Trainer::Impl {
   void add_async_metrics(nlohmann::ordered_json* rec, double queue_wait_s, double sync_wait_s);
 };
 
+// train.threads_follow_load: one load sample per step; a changed count applies to LibTorch and the
+// BLAS from this step on (rare: the follower has hysteresis, and a change costs a few ms).
+void Trainer::Impl::follow_load(ProgressReporter& progress) {
+  const int before = load_threads->current();
+  const util::CpuLoad load = util::sample_cpu_load();
+  const int n = load_threads->observe(load);
+  if (n == before) return;
+  util::set_compute_threads(n);
+  progress.clear();
+  spdlog::info("step {}: {} compute thread(s) of {} ({} other runnable task(s) on {} CPU(s); "
+               "train.threads_follow_load)", state.step + 1, n, load_threads->max_threads(),
+               load.others_runnable, load.cpus);
+}
+
 void Trainer::Impl::setup() {
   if (const char* ws = std::getenv("WORLD_SIZE"); ws && std::atoi(ws) > 1 && reducer->world_size() == 1)
     throw ConfigError(std::string("WORLD_SIZE=") + ws + " but no process group was given to the trainer",
@@ -434,6 +450,8 @@ void Trainer::Impl::setup() {
   stage2 = cfg.train.stage == "stage2";
   channel_a = ChannelASettings::from_options(cfg.channel_a);
   runtime = resolve_runtime(cfg);
+  if (runtime.device.is_cpu() && cfg.train.threads_follow_load && at::get_num_threads() > 1)
+    load_threads.emplace(at::get_num_threads());
   if (runtime.device.is_cpu()) {
     // A CPU step allocates and frees tensors of tens of MB (full-vocab logits, embedding gradients,
     // optimizer temporaries). Above glibc's mmap threshold (<= 32 MB) each one is a fresh mmap whose
@@ -1113,6 +1131,7 @@ TrainResult Trainer::Impl::train_loop() {
   }
   while (state.step < total_steps && !result.stopped_at_step) {
     reducer->set_context("step " + std::to_string(state.step + 1));  // named by a failed collective
+    if (load_threads) follow_load(progress);
     // 0. The step's kind, agreed by all ranks; it holds for every micro-batch of the step.
     RouteInputs route;
     route.num_b_steps = state.num_b_steps;
@@ -1290,6 +1309,7 @@ TrainResult Trainer::Impl::train_loop() {
       rec["num_nonfinite_skipped"] = state.num_nonfinite_skipped;
       rec["tokens_per_s"] = snap.tokens_per_s;
       rec["samples_per_s"] = snap.samples_per_s;
+      if (load_threads) rec["compute_threads"] = load_threads->current();
       if (st.num_poly_excluded > 0) rec["num_poly_excluded"] = st.num_poly_excluded;
       if (stage2) {
         rec["step_kind"] = step_kind_name(kind);

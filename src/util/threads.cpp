@@ -2,11 +2,15 @@
 #include "coordexp/util/threads.h"
 
 #include <ATen/Parallel.h>
+#include <dirent.h>
 #include <dlfcn.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -93,6 +97,78 @@ bool blas_threads_settable() { return blis_api().set != nullptr; }
 int blas_threads() { return blis_api().get ? static_cast<int>(blis_api().get()) : -1; }
 
 std::string blas_library() { return blis_api().gemm_provider; }
+
+namespace {
+
+// Tasks (threads) of this process whose state is R (running or runnable), from /proc/self/task.
+int own_runnable_tasks() {
+  DIR* dir = ::opendir("/proc/self/task");
+  if (!dir) return -1;
+  int n = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/stat");
+    std::string line;
+    std::getline(in, line);
+    const auto close = line.rfind(')');  // "pid (comm) S ...": comm may hold spaces and parentheses
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'R') ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+// procs_running of /proc/stat: tasks runnable on the whole machine right now, -1 when unreadable.
+int machine_runnable_tasks() {
+  std::ifstream in("/proc/stat");
+  std::string key;
+  long value = -1;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream row(line);
+    if (row >> key && key == "procs_running" && row >> value) return static_cast<int>(value);
+  }
+  return -1;
+}
+
+}  // namespace
+
+CpuLoad sample_cpu_load() {
+  CpuLoad load;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  load.cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? std::max(1, CPU_COUNT(&set))
+                                                            : std::max(1u, std::thread::hardware_concurrency());
+  const int own = own_runnable_tasks(), all = machine_runnable_tasks();
+  if (own >= 0 && all >= 0) load.others_runnable = std::max(0, all - own);
+  return load;
+}
+
+int threads_for_load(int max_threads, const CpuLoad& load) {
+  max_threads = std::max(1, max_threads);
+  if (load.others_runnable < 0) return max_threads;
+  return std::clamp(load.cpus - load.others_runnable, 1, max_threads);
+}
+
+LoadFollowingThreads::LoadFollowingThreads(int max_threads, int down_after, int up_after)
+    : max_(std::max(1, max_threads)), down_after_(std::max(1, down_after)), up_after_(std::max(1, up_after)),
+      current_(max_) {}
+
+int LoadFollowingThreads::observe(const CpuLoad& load) {
+  const int want = threads_for_load(max_, load);
+  const int dir = want < current_ ? -1 : want > current_ ? 1 : 0;
+  if (dir == 0) {
+    streak_ = 0, streak_dir_ = 0;
+    return current_;
+  }
+  streak_ = dir == streak_dir_ ? streak_ + 1 : 1;
+  streak_dir_ = dir;
+  // Going down, the streak's mildest request wins (the latest is no lower than needed by then).
+  streak_target_ = streak_ == 1 ? want : dir < 0 ? std::max(streak_target_, want) : std::min(streak_target_, want);
+  if (streak_ >= (dir < 0 ? down_after_ : up_after_)) {
+    current_ = streak_target_;
+    streak_ = 0, streak_dir_ = 0;
+  }
+  return current_;
+}
 
 ScopedComputeThreads::ScopedComputeThreads(int n) {
   if (n <= 0) return;

@@ -29,6 +29,38 @@ int blas_threads();
 // Path of the shared object that provides `sgemm_` to LibTorch ("" when none is loaded).
 std::string blas_library();
 
+// How busy the machine is besides this process: the CPUs this process may run on (its affinity
+// mask) and the runnable tasks of other processes (/proc/stat procs_running minus this process's
+// own tasks in state R). others_runnable < 0: unknown (no /proc).
+struct CpuLoad {
+  int cpus = 1;
+  int others_runnable = -1;
+};
+CpuLoad sample_cpu_load();
+
+// Compute threads that fit beside the other processes: cpus - others_runnable, clamped to
+// [1, max_threads]; max_threads when the load is unknown. Pure.
+int threads_for_load(int max_threads, const CpuLoad& load);
+
+// Follows the load from one sample per training step, with hysteresis so a compile that comes and
+// goes does not flip the count every step: fewer threads after `down_after` consecutive samples ask
+// for fewer (a busy core makes every OpenMP/BLIS barrier wait for a descheduled worker: the step ran
+// 10x slower), more after `up_after` consecutive samples leave room (docs/performance.md).
+class LoadFollowingThreads {
+ public:
+  LoadFollowingThreads(int max_threads, int down_after = 2, int up_after = 5);
+  // Feeds one sample; returns the thread count to use from now on.
+  int observe(const CpuLoad& load);
+  int current() const { return current_; }
+  int max_threads() const { return max_; }
+
+ private:
+  int max_, down_after_, up_after_, current_;
+  int streak_ = 0;       // consecutive samples that asked for a change in the same direction
+  int streak_dir_ = 0;   // -1 fewer, +1 more, 0 none
+  int streak_target_ = 0;  // the count asked for by the latest sample of the streak
+};
+
 // While alive: LibTorch intra-op threads = n and, when the BLAS is BLIS, BLIS's thread count = n
 // at run time (bli_thread_set_num_threads, looked up with dlsym so no BLAS is linked); both are
 // restored on destruction. n <= 0 changes nothing. Used around latency-bound work whose small ops

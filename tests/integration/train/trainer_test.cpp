@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <optional>
+#include <thread>
 
 #include "coordexp/model/qwen3vl.h"
 #include "coordexp/train/checkpoint.h"
@@ -478,6 +481,93 @@ TEST(Trainer, OnInvalidErrorNamesTheRecordAndSkipCountsIt) {
   ASSERT_FALSE(recs.empty());
   EXPECT_EQ(recs.back()["data_invalid_missing_image"].get<int64_t>(), 1);
   EXPECT_EQ(recs.back()["data_skipped_image_unreadable"].get<int64_t>(), 1);
+}
+
+// An image that becomes unreadable while a run is using it (issue 15), at trainer level: the run
+// notices it only when a later epoch builds that record again. With on_invalid=skip the run finishes
+// and counts the skip (metrics.jsonl and the saved loader state); with error it ends with a
+// DataError naming the record and the image, the checkpoint before it stays loadable, and once the
+// image is back the run resumes from that checkpoint and finishes.
+TEST(Trainer, ImageBrokenMidRunIsACountedSkipOrAnErrorThatLeavesTheCheckpointResumable) {
+  const Assets& a = Assets::get();
+  for (const std::string policy : {"skip", "error"}) {
+    SCOPED_TRACE(policy);
+    const std::string dir = fresh_dir("image_broken_midrun_" + policy);
+    // A private copy of the data, so breaking an image does not touch the other tests' files.
+    const fs::path data = fs::path(dir + "_data");
+    fs::remove_all(data);
+    fs::copy(fs::path(a.train_jsonl).parent_path(), data, fs::copy_options::recursive);
+    const std::string jsonl = (data / fs::path(a.train_jsonl).filename()).string();
+    std::string first_image;
+    {
+      std::ifstream in(jsonl);
+      std::string line;
+      std::getline(in, line);
+      first_image = (data / nlohmann::json::parse(line)["images"][0].get<std::string>()).string();
+    }
+    const std::string good = util::read_file(first_image);
+
+    auto c = base_config(dir);
+    c.data.train_jsonl = {jsonl};
+    c.data.shuffle = false;
+    c.data.num_workers = 0;  // records are built on the training thread, when the step needs them
+    c.data.on_invalid = policy;
+    c.train.micro_batch_size = 2;
+    c.train.max_steps = 16;  // 8 records: an epoch is 4 steps; record 0 opens steps 0, 4, 8 and 12
+    c.checkpoint.every = 2;
+
+    std::atomic<int64_t> broken_after_step{-1};
+    Trainer t(c);
+    // The test thread breaks record 0's image once checkpoint-2 exists (steps 0-2 used the good one).
+    std::thread breaker([&] {
+      const fs::path ckpt = fs::path(dir) / "checkpoint-2";
+      for (int i = 0; i < 60000 && !fs::exists(ckpt); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::ofstream(first_image, std::ios::binary | std::ios::trunc) << "no longer an image";
+      broken_after_step = t.step();
+    });
+    std::optional<std::string> error;
+    try {
+      t.run();
+    } catch (const DataError& e) {
+      error = e.what();
+    }
+    breaker.join();
+    ASSERT_GE(broken_after_step.load(), 2);
+    ASSERT_LT(broken_after_step.load(), 12) << "the run ended before a later epoch could see the broken image";
+
+    if (policy == "skip") {
+      ASSERT_FALSE(error) << *error;
+      const auto recs = metrics_with(dir, "loss");
+      ASSERT_FALSE(recs.empty());
+      EXPECT_EQ(recs.back()["step"], 16);
+      const int64_t skipped = recs.back().value("data_skipped_image_unreadable", int64_t{0});
+      EXPECT_GE(skipped, 1) << recs.back().dump();
+      EXPECT_LE(skipped, 3) << "at most once per epoch after the break";
+      const auto state = nlohmann::json::parse(util::read_file(dir + "/checkpoint-16/trainer_state/state.json"));
+      EXPECT_NE(state.dump().find("image_unreadable"), std::string::npos) << "the saved loader state keeps the count";
+    } else {
+      ASSERT_TRUE(error) << "on_invalid=error: the run must stop at the broken image";
+      EXPECT_NE(error->find(first_image), std::string::npos) << *error;
+      EXPECT_NE(error->find(".jsonl:1"), std::string::npos) << "names the record: " << *error;
+      // The newest checkpoint is complete and loadable; with the image back the run resumes from it.
+      const int64_t last = [&] {
+        int64_t s = -1;
+        for (const auto& e : fs::directory_iterator(dir))
+          if (e.path().filename().string().rfind("checkpoint-", 0) == 0)
+            s = std::max<int64_t>(s, std::stoll(e.path().filename().string().substr(11)));
+        return s;
+      }();
+      ASSERT_GE(last, 2);
+      EXPECT_NO_THROW(model::Qwen3VL::load(dir + "/checkpoint-" + std::to_string(last), model::ModelRuntime{}));
+      util::write_file_atomic(first_image, good);
+      auto resumed = c;
+      resumed.checkpoint.resume = "auto";
+      Trainer t2(resumed);
+      const TrainResult r = t2.run();
+      EXPECT_EQ(r.start_step, last);
+      EXPECT_EQ(r.steps_done, 16) << "steps_done counts from step 0";
+    }
+  }
 }
 
 // eval.detection: at every validation pass rank 0 predicts the first eval.max_images val records and

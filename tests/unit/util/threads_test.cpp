@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "coordexp/util/threads.h"
 
@@ -119,6 +122,56 @@ TEST(ComputeThreads, ScopeCostsMicrosecondsNotMilliseconds) {
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(at::get_num_threads(), 2);
   EXPECT_LT(ms, 50.0) << "100 scopes took " << ms << " ms";
+}
+
+TEST(ComputeThreads, ThreadsForLoadLeaveTheBusyCoresAlone) {
+  EXPECT_EQ(threads_for_load(2, {2, 0}), 2);
+  EXPECT_EQ(threads_for_load(2, {2, 1}), 1);
+  EXPECT_EQ(threads_for_load(2, {2, 5}), 1) << "never below one thread";
+  EXPECT_EQ(threads_for_load(8, {16, 4}), 8) << "never above the configured count";
+  EXPECT_EQ(threads_for_load(16, {16, 4}), 12);
+  EXPECT_EQ(threads_for_load(4, {4, -1}), 4) << "unknown load: the configured count";
+  EXPECT_EQ(threads_for_load(0, {4, 0}), 1);
+}
+
+TEST(ComputeThreads, FollowerGoesDownAfterTwoBusySamplesAndUpAfterFiveQuietOnes) {
+  LoadFollowingThreads f(4, 2, 5);
+  const CpuLoad quiet{4, 0}, two_busy{4, 2}, three_busy{4, 3};
+  EXPECT_EQ(f.current(), 4);
+  EXPECT_EQ(f.observe(two_busy), 4) << "one busy sample is not enough";
+  EXPECT_EQ(f.observe(quiet), 4) << "the streak is broken";
+  EXPECT_EQ(f.observe(two_busy), 4);
+  EXPECT_EQ(f.observe(three_busy), 2) << "down after 2 samples, to the mildest request of the streak";
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(f.observe(quiet), 2) << "up needs 5 quiet samples, sample " << i;
+  EXPECT_EQ(f.observe(quiet), 4);
+  // Up steps take the lowest request of the streak.
+  EXPECT_EQ(f.observe(three_busy), 4);
+  EXPECT_EQ(f.observe(three_busy), 1);
+  const CpuLoad one_busy{4, 1};
+  for (int i = 0; i < 4; ++i) f.observe(i == 2 ? one_busy : quiet);
+  EXPECT_EQ(f.observe(quiet), 3) << "one of the five samples still had a core busy";
+}
+
+// A real busy process beside this one is seen: with a spinning child the sample counts at least one
+// other runnable task, and this process's own threads (the test's, OpenMP's) are not counted.
+TEST(ComputeThreads, SampleSeesAnotherProcessSpinning) {
+  const CpuLoad before = sample_cpu_load();
+  ASSERT_GE(before.cpus, 1);
+  ASSERT_GE(before.others_runnable, 0) << "/proc/stat and /proc/self/task are readable on Linux";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    for (volatile unsigned long i = 0;; ++i) {
+    }
+  }
+  int seen = 0;
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (sample_cpu_load().others_runnable >= 1) ++seen;
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_GE(seen, 18) << "a spinning process is runnable at (almost) every sample";
 }
 
 }  // namespace

@@ -25,7 +25,8 @@ struct TrainOptions {
   int64_t val_max_batches = 0;                // cap on validation batches per pass; 0 = whole val set
   std::string device = "auto";                // auto (CUDA when available, else CPU) | cpu | cuda
   std::string precision = "auto";             // auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-  int num_threads = 0;                        // intra-op CPU threads; 0 = LibTorch's default
+  int num_threads = 0;                        // CPU compute threads; 0 = the cores / LOCAL_WORLD_SIZE
+  bool threads_follow_load = true;            // CPU: fewer threads while other processes keep cores busy
   int max_nonfinite_steps = 10;               // consecutive skipped (NaN/Inf) steps before aborting
 
   void validate() const {
@@ -68,8 +69,17 @@ void visit_fields(V& v, TrainOptions& o) {
                           "else CPU.").choices({"auto", "cpu", "cuda"}), o.device);
   v.field(Field("precision", "Compute precision: auto = bf16 autocast on CUDA, float32 on CPU.")
               .choices({"auto", "fp32", "bf16"}), o.precision);
-  v.field(Field("num_threads", "Intra-op CPU threads; 0 = LibTorch's default.").min(0),
+  v.field(Field("num_threads", "CPU compute threads (LibTorch intra-op and the BLAS); 0 = the hardware "
+                               "threads divided by LOCAL_WORLD_SIZE (torchrun's processes on this node), "
+                               "unless OMP_NUM_THREADS is set.").min(0),
           o.num_threads);
+  v.field(Field("threads_follow_load", "CPU runs: before each step, use only the cores other processes leave "
+                                       "free (runnable tasks in /proc/stat), between 1 and num_threads; back up "
+                                       "after 5 quieter steps. A busy core makes each parallel op wait for a "
+                                       "descheduled worker (a step measured 10x slower). The count can change "
+                                       "mid-run, and float reductions split over threads round differently, so "
+                                       "turn it off when reruns must be bit-identical."),
+          o.threads_follow_load);
   v.field(Field("max_nonfinite_steps", "Consecutive steps with a non-finite loss or gradient "
                                        "(each skipped and logged) before the run aborts.").min(1),
           o.max_nonfinite_steps);
