@@ -248,15 +248,31 @@ RunData collect_run(const std::string& run_dir) {
       run.records.push_back(std::move(j));
     }
   }
-  std::vector<std::pair<std::string, std::string>> files;  // path, label
+  // Eval results in the order they were written (file modification time, then name): the report's
+  // before/after compares the first with the last, and names do not sort by time (the demo's
+  // eval/stage1 and eval/stage2 around the trainer's eval/step-<N>: "stage2" < "step-").
+  struct EvalFile {
+    fs::file_time_type written;
+    std::string path, label;
+  };
+  std::vector<EvalFile> found;
+  auto add_eval = [&](const fs::path& file, std::string label) {
+    std::error_code ec;
+    const auto written = fs::last_write_time(file, ec);
+    found.push_back({ec ? fs::file_time_type::min() : written, file.string(), std::move(label)});
+  };
   if (fs::is_directory(root / "eval")) {
     for (const auto& e : fs::directory_iterator(root / "eval")) {
-      if (e.is_regular_file() && e.path().extension() == ".json") files.emplace_back(e.path().string(), e.path().stem().string());
+      if (e.is_regular_file() && e.path().extension() == ".json") add_eval(e.path(), e.path().stem().string());
       if (e.is_directory() && fs::is_regular_file(e.path() / "metrics.json"))
-        files.emplace_back((e.path() / "metrics.json").string(), e.path().filename().string());
+        add_eval(e.path() / "metrics.json", e.path().filename().string());
     }
   }
-  std::sort(files.begin(), files.end());
+  std::sort(found.begin(), found.end(), [](const EvalFile& a, const EvalFile& b) {
+    return a.written != b.written ? a.written < b.written : a.label < b.label;
+  });
+  std::vector<std::pair<std::string, std::string>> files;  // path, label
+  for (auto& f : found) files.emplace_back(std::move(f.path), std::move(f.label));
   for (const auto& [path, label] : files) {
     std::ifstream in(path);
     json j = json::parse(in, nullptr, false);

@@ -3,6 +3,7 @@
 // every section present, the picture embedded, nothing fetched from the network.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -93,4 +94,44 @@ TEST(Report, RunFolderReport) {
   EXPECT_EQ(html2.find("among the last 20 logged records"), std::string::npos);
   fs::remove_all(run);
   EXPECT_THROW(ce::collect_run(run.string()), coordexp::DataError);
+}
+
+// Eval results are ordered by when they were written, not by name: the demo's eval/stage1 (before
+// Stage-2), the trainer's eval/step-<N> (during) and eval/stage2 (after) sort by name as stage1,
+// stage2, step-N, which made "after" the mid-run eval. Equal times fall back to the name.
+TEST(Report, EvalsInTheOrderTheyWereWritten) {
+  const fs::path run = fs::temp_directory_path() / ("coordexp_report_order_" + std::to_string(::getpid()));
+  fs::remove_all(run);
+  auto write_eval = [&](const std::string& name, double ap, int hours_after) {
+    fs::create_directories(run / "eval" / name);
+    const fs::path f = run / "eval" / name / "metrics.json";
+    std::ofstream(f) << nlohmann::json{{"coco", {{"AP", ap}, {"AP50", ap}}}}.dump();
+    fs::last_write_time(f, fs::file_time_type::clock::now() - std::chrono::hours(24) + std::chrono::hours(hours_after));
+  };
+  write_eval("stage2", 0.3, 2);
+  write_eval("step-000060", 0.2, 1);
+  write_eval("stage1", 0.1, 0);
+  ce::RunData data = ce::collect_run(run.string());
+  ASSERT_EQ(data.evals.size(), 3u);
+  EXPECT_EQ(data.evals[0].first, "stage1");
+  EXPECT_EQ(data.evals[1].first, "step-000060");
+  EXPECT_EQ(data.evals[2].first, "stage2");
+  const std::string html = ce::render_report(data);
+  const auto before_after = html.find("Before / after");
+  ASSERT_NE(before_after, std::string::npos);
+  const std::string table = html.substr(before_after, html.find("</table>", before_after) - before_after);
+  EXPECT_NE(table.find("stage1"), std::string::npos) << table;
+  EXPECT_NE(table.find("stage2"), std::string::npos) << table;
+  EXPECT_EQ(table.find("step-000060"), std::string::npos) << table;
+  // Same time: by name.
+  for (const char* name : {"stage1", "stage2", "step-000060"})
+    fs::last_write_time(run / "eval" / name / "metrics.json", fs::file_time_type::clock::now());
+  const fs::file_time_type t = fs::last_write_time(run / "eval" / "stage1" / "metrics.json");
+  for (const char* name : {"stage2", "step-000060"}) fs::last_write_time(run / "eval" / name / "metrics.json", t);
+  data = ce::collect_run(run.string());
+  ASSERT_EQ(data.evals.size(), 3u);
+  EXPECT_EQ(data.evals[0].first, "stage1");
+  EXPECT_EQ(data.evals[1].first, "stage2");
+  EXPECT_EQ(data.evals[2].first, "step-000060");
+  fs::remove_all(run);
 }
