@@ -4,6 +4,7 @@
 // tensors for safetensors checkpoints.
 #include "coordexp/train/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -157,15 +158,22 @@ void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& named
   }
 }
 
+// One host read per device, not one per parameter (on CUDA each .item() is a device sync): each
+// gradient's float32 norm stays on its device, their squares are summed there in float64, and only
+// the per-device sums come back.
 double grad_norm(const std::vector<ParamSlice>& slices) {
   torch::NoGradGuard no_grad;
-  double sum_sq = 0.0;
+  std::vector<std::pair<torch::Device, std::vector<torch::Tensor>>> by_device;
   for (const auto& s : slices) {
     const torch::Tensor g = s.grad();
     if (!g.defined()) continue;
-    const double n = g.to(torch::kFloat).norm().item<double>();
-    sum_sq += n * n;
+    auto it = std::find_if(by_device.begin(), by_device.end(), [&](const auto& d) { return d.first == g.device(); });
+    if (it == by_device.end()) it = by_device.insert(by_device.end(), {g.device(), {}});
+    it->second.push_back(g.to(torch::kFloat).norm().reshape({1}));
   }
+  double sum_sq = 0.0;
+  for (const auto& [device, norms] : by_device)
+    sum_sq += torch::cat(norms).to(torch::kDouble).pow(2).sum().item<double>();
   return std::sqrt(sum_sq);
 }
 

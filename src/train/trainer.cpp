@@ -219,6 +219,7 @@ struct StepStats {
   int64_t num_samples = 0;
   int64_t num_tokens = 0;
   int64_t num_poly_excluded = 0;
+  double data_wait_s = 0.0;       // this rank's time blocked on the loader (token peek + each next())
   ChannelADiagnostics channel_a;  // Channel-A steps only
   ChannelBDiagnostics channel_b;  // Channel-B steps only
 
@@ -1149,11 +1150,15 @@ TrainResult Trainer::Impl::train_loop() {
     std::vector<coord::TermCounts> loader_counts;
     StepStats st;
     double queue_wait_s = 0.0;
-    if (!is_b)
-      for (data::Batch& tokens : loader->peek_tokens(accum)) {
+    if (!is_b) {
+      const double wait_start = now_s();
+      std::vector<data::Batch> peeked = loader->peek_tokens(accum);
+      st.data_wait_s += now_s() - wait_start;
+      for (data::Batch& tokens : peeked) {
         loader_counts.push_back(prepare_batch(std::move(tokens), cfg.loss).counts);
         for (int t = 0; t < coord::kNumTerms; ++t) st.counts[t] += loader_counts.back()[t];
       }
+    }
     if (is_b && b_queue) queue_wait_s = take_b_micro_batches(micro, st);
     for (int i = 0; i < accum && is_b && !b_queue; ++i) {
       data::ReasonCounts skipped;
@@ -1186,7 +1191,10 @@ TrainResult Trainer::Impl::train_loop() {
     for (size_t i = 0; i < num_micro; ++i) {
       PreparedBatch loaded;
       if (!is_b) {
-        loaded = prepare_batch(loader->next(), cfg.loss);
+        const double wait_start = now_s();
+        data::Batch next = loader->next();
+        st.data_wait_s += now_s() - wait_start;
+        loaded = prepare_batch(std::move(next), cfg.loss);
         st.num_samples += loaded.batch.size();
         st.num_tokens += loaded.batch.num_tokens;
         if (loaded.counts != loader_counts[i]) {
@@ -1310,6 +1318,7 @@ TrainResult Trainer::Impl::train_loop() {
       rec["tokens_per_s"] = snap.tokens_per_s;
       rec["samples_per_s"] = snap.samples_per_s;
       if (load_threads) rec["compute_threads"] = load_threads->current();
+      if (!is_b) rec["data_wait_s"] = st.data_wait_s;  // rank 0's; > 0 means the loader fell behind
       if (st.num_poly_excluded > 0) rec["num_poly_excluded"] = st.num_poly_excluded;
       if (stage2) {
         rec["step_kind"] = step_kind_name(kind);

@@ -59,8 +59,14 @@ TEST(Trainer, OverfitsAFixedBatchIn50Steps) {
   EXPECT_LT(recs.back().at("loss_coord_token_ce").get<double>(), recs.front().at("loss_coord_token_ce").get<double>());
   // Every registry term of Stage-1 defaults, lr, grad norm, throughput and data counters are logged.
   for (const char* key : {"loss_struct_ce", "loss_desc_ce", "loss_coord_token_ce", "lr", "grad_norm", "tokens_per_s",
-                          "samples_per_s", "num_nonfinite_skipped", "data_padded_samples"})
+                          "samples_per_s", "num_nonfinite_skipped", "data_padded_samples", "data_wait_s"})
     EXPECT_TRUE(recs.back().contains(key)) << key;
+  // Time the step waited for the loader: a duration, never more than the step itself took.
+  for (const auto& rec : recs) {
+    const double wait = rec.at("data_wait_s").get<double>();
+    EXPECT_GE(wait, 0.0);
+    EXPECT_LE(wait, 1.0 / rec.at("samples_per_s").get<double>() + 1e-3) << rec.dump();
+  }
   EXPECT_TRUE(fs::exists(fs::path(dir) / "checkpoint-50" / kCheckpointMarker));  // the final checkpoint
 }
 
