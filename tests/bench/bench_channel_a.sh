@@ -7,7 +7,10 @@
 # MODEL: demo = the shipped demo Stage-1 checkpoint (tests/data/demo-stage1, 192 wide, 4 layers);
 #        medium = bench_model's ~119M text shape (768 wide, 12 layers, vision 384 x 4) made with
 #        make-tiny on the demo tokenizer (vocab 5,283 instead of 32,000), random weights.
-# Usage: tests/bench/bench_channel_a.sh [BUILD_DIR] [STEPS] [MODEL] [ROUNDS]
+# VARIANTS (environment) picks a subset, e.g. VARIANTS="stage1 a2_full a2_reuse" (stage1 is required:
+# the ratios are to it). The reused column: the share of the self-context forwards' positions taken
+# from forward 0 (a_reused_positions / (a_reused_positions + a_computed_positions)).
+# Usage: [VARIANTS=...] tests/bench/bench_channel_a.sh [BUILD_DIR] [STEPS] [MODEL] [ROUNDS]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${1:-$here/build}"
@@ -57,6 +60,8 @@ EOF
 
 variants="stage1"
 for n in 1 2 3 4; do variants="$variants a${n}_full a${n}_reuse"; done
+variants="${VARIANTS:-$variants}"
+case " $variants " in *" stage1 "*) ;; *) echo "VARIANTS must include stage1" >&2; exit 2 ;; esac
 for r in $(seq 1 "$rounds"); do
   for v in $variants; do
     case "$v" in
@@ -77,5 +82,8 @@ for r in range(1, rounds + 1):
     t = {v: st.median(4 / x["samples_per_s"] for x in recs(f"r{r}_{v}")[1:]) for v in variants}
     print(f"round {r}:")
     for v in variants:
-        print(f"  {v:10s} {t[v]*1000:8.1f} ms  ({t[v]/t['stage1']:.2f}x stage-1)")
+        last = recs(f"r{r}_{v}")[-1]
+        used, done = last.get("a_reused_positions", 0), last.get("a_computed_positions", 0)
+        share = f"  reused {used / (used + done):.0%} of {used + done} positions" if used + done > 0 else ""
+        print(f"  {v:10s} {t[v]*1000:8.1f} ms  ({t[v]/t['stage1']:.2f}x stage-1){share}")
 EOF
