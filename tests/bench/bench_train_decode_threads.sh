@@ -4,13 +4,19 @@
 # Stage-1 checkpoint on 64 make-demo-data images, 16 steps per run, ROUNDS alternating rounds;
 # medians over steps 2.. of each run from metrics.jsonl (A step, B step, B rollout, rollout tokens/s).
 # Usage: tests/bench/bench_train_decode_threads.sh [BIN] [ROUNDS]   (BIN default build/coordexp-train;
-# pass an older binary to compare builds)
+# pass an older binary to compare builds). BUSY=1: one core taken by a busy loop pinned to the last
+# CPU (taskset, nice 0) for the whole measurement.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="${1:-$here/build/coordexp-train}"
 rounds="${2:-2}"
 work="$(mktemp -d /tmp/bench_train_decode_threads.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+load_pid=""
+trap '[[ -n $load_pid ]] && kill $load_pid 2>/dev/null; rm -rf "$work"' EXIT
+if [[ "${BUSY:-0}" == 1 ]]; then
+  taskset -c $(( $(nproc) - 1 )) sh -c 'while :; do :; done' &
+  load_pid=$!
+fi
 "$bin" --log-level warn make-demo-data --out "$work/data" --train 64 --val 8 --size 128 --seed 0 >/dev/null
 
 run() {  # threads out
