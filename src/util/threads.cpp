@@ -72,6 +72,16 @@ void set_intra_op_threads_temporarily(int n) {
   else at::set_num_threads(n);
 }
 
+// BLIS reports -1 until a count is set at run time ("none set": it then uses BLIS_NUM_THREADS, else
+// OMP_NUM_THREADS, else 1). The count it actually runs with, so a scope can restore it.
+long blis_effective_threads() {
+  const long v = blis_api().get();
+  if (v > 0) return v;
+  for (const char* var : {"BLIS_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* e = std::getenv(var); e && std::atol(e) > 0) return std::atol(e);
+  return 1;
+}
+
 }  // namespace
 
 int default_compute_threads() {
@@ -94,7 +104,7 @@ int set_compute_threads(int n) {
 
 bool blas_threads_settable() { return blis_api().set != nullptr; }
 
-int blas_threads() { return blis_api().get ? static_cast<int>(blis_api().get()) : -1; }
+int blas_threads() { return blis_api().get ? static_cast<int>(blis_effective_threads()) : -1; }
 
 std::string blas_library() { return blis_api().gemm_provider; }
 
@@ -175,7 +185,7 @@ ScopedComputeThreads::ScopedComputeThreads(int n) {
   saved_torch_ = at::get_num_threads();
   if (saved_torch_ != n) set_intra_op_threads_temporarily(n);
   if (const BlisThreadApi& api = blis_api(); api.set) {
-    saved_blis_ = api.get();
+    saved_blis_ = blis_effective_threads();
     if (saved_blis_ != n) api.set(n);
     else saved_blis_ = -1;
   }
