@@ -436,8 +436,9 @@ void generate_chunk(model::Qwen3VL& model, const GenerationRequest& req, const G
   const util::ScopedComputeThreads decode_threads(decoder.done() ? 0 : options.decode_threads);
   while (!decoder.done()) {
     const int64_t S = decoder.num_slots();
-    auto step_ids = torch::empty({S, 1}, torch::kLong);
-    for (int64_t i = 0; i < S; ++i) step_ids[i][0] = decoder.last_id(i);
+    std::vector<int64_t> last(S);
+    for (int64_t i = 0; i < S; ++i) last[i] = decoder.last_id(i);
+    const auto step_ids = torch::tensor(last, torch::kLong).reshape({S, 1});
     model::ForwardInputs d;
     d.input_ids = step_ids;
     d.cache = &cache;
