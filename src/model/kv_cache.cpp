@@ -73,7 +73,7 @@ KvCache::Append KvCache::append(const torch::Tensor& mask, const torch::Tensor& 
   const int64_t T = position_ids.size(2);
   // Host bookkeeping with element accessors instead of a per-row loop of tensor ops (index_put,
   // nonzero, masked_select, two .item reads: about six per row and step); the
-  // tiny model's batch-8 decode measured ~12% faster without them (docs/performance.md).
+  // tiny model's batch-8 decode measured 9-19% faster without them (docs/performance.md).
   const auto real = (mask.defined() ? mask.to(torch::kCPU).ne(0) : torch::ones({batch_size_, T}, torch::kBool)).contiguous();
   const auto pos_max = std::get<0>(position_ids.to(torch::kCPU).max(0)).contiguous();  // [B, T]
   const auto real_at = real.accessor<bool, 2>();
