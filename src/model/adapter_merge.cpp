@@ -48,8 +48,8 @@ torch::ScalarType merge_compute_dtype(torch::ScalarType weight_dtype) {
   return (weight_dtype == torch::kBFloat16 || weight_dtype == torch::kHalf) ? torch::kFloat : torch::kDouble;
 }
 
-torch::Tensor lora_delta(const torch::Tensor& A_ri, const torch::Tensor& B_or, double scale,
-                         torch::ScalarType compute) {
+torch::Tensor lora_weight_delta(const torch::Tensor& A_ri, const torch::Tensor& B_or, double scale,
+                                torch::ScalarType compute) {
   COORDEXP_CHECK(A_ri.dim() == 2 && B_or.dim() == 2 && A_ri.size(0) == B_or.size(1),
                  "A " << A_ri.sizes() << " and B " << B_or.sizes() << " do not multiply as B A");
   return torch::matmul(B_or.to(compute), A_ri.to(compute)).mul_(scale);
@@ -64,7 +64,7 @@ torch::Tensor merge_lora_weight(const torch::Tensor& W_oi, const torch::Tensor& 
 torch::Tensor dora_row_norms(const torch::Tensor& W_oi, const torch::Tensor& A_ri, const torch::Tensor& B_or,
                              double scale, torch::ScalarType compute) {
   check_factors(W_oi, A_ri, B_or);
-  return lora_delta(A_ri, B_or, scale, compute).add_(W_oi.to(compute)).norm(2, {1});
+  return lora_weight_delta(A_ri, B_or, scale, compute).add_(W_oi.to(compute)).norm(2, {1});
 }
 
 torch::Tensor merge_dora_weight(const torch::Tensor& W_oi, const torch::Tensor& A_ri, const torch::Tensor& B_or,

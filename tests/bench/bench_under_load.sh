@@ -51,13 +51,13 @@ work = sys.argv[1]
 def step(name):
     recs = [json.loads(l) for l in open(f"{work}/{name}/metrics.jsonl")]
     recs = [r for r in recs if "loss" in r and "val_loss" not in r][1:]
-    threads = sorted({r.get("compute_threads", 0) for r in recs} - {0})
+    threads = sorted({r.get("compute_threads", 0) for r in recs} - {0})  # logged by the follower only
     return st.median(1 / r["samples_per_s"] for r in recs), threads
 print("| setting | quiet | one core busy | loaded / quiet | threads used (loaded) |")
 print("|---|---|---|---|---|")
-for name, label in (("t1", "num_threads 1"), ("t2", "num_threads 2, threads_follow_load false"),
-                    ("t2-follow", "num_threads 2, threads_follow_load true")):
+for name, label, fixed in (("t1", "num_threads 1", "1 (fixed)"), ("t2", "num_threads 2, threads_follow_load false", "2 (fixed)"),
+                           ("t2-follow", "num_threads 2, threads_follow_load true", None)):
     q, _ = step(f"quiet-{name}")
     l, th = step(f"loaded-{name}")
-    print(f"| {label} | {q:.2f} s | {l:.2f} s | {l / q:.2f}x | {','.join(map(str, th)) or '-'} |")
+    print(f"| {label} | {q:.2f} s | {l:.2f} s | {l / q:.2f}x | {fixed or ','.join(map(str, th))} |")
 PY

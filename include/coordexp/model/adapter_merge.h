@@ -13,9 +13,10 @@ namespace coordexp::model {
 // The dtype merges of a `weight_dtype` weight are computed in (float64, or float32 for bf16/f16).
 torch::ScalarType merge_compute_dtype(torch::ScalarType weight_dtype);
 
-// scale * B @ A in `compute` dtype: [out, in].
-torch::Tensor lora_delta(const torch::Tensor& A_ri, const torch::Tensor& B_or, double scale,
-                         torch::ScalarType compute);
+// scale * B @ A in `compute` dtype: [out, in] (the weight-space delta; model/adapter.h's lora_delta is
+// the activation-space one, s * x A^T B^T).
+torch::Tensor lora_weight_delta(const torch::Tensor& A_ri, const torch::Tensor& B_or, double scale,
+                                torch::ScalarType compute);
 
 // W + scale * B @ A, in W's dtype.
 torch::Tensor merge_lora_weight(const torch::Tensor& W_oi, const torch::Tensor& A_ri, const torch::Tensor& B_or,

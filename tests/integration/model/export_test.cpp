@@ -21,6 +21,7 @@
 #include "coordexp/model/qwen3vl.h"
 #include "coordexp/util/fs.h"
 #include "coordexp/util/safetensors.h"
+#include "common/run_binary.h"
 
 namespace cm = coordexp::model;
 namespace cu = coordexp::util;
@@ -43,19 +44,8 @@ struct TempDir {
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 
-struct Run {
-  int code;
-  std::string output;
-};
-Run run(const std::string& args) {
-  const std::string cmd = std::string(COORDEXP_TRAIN_BIN) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[1024];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? ::pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+// The built binary in a child process (tests/common/run_binary.h).
+coordexp::testing::CommandResult run(const std::string& args) { return coordexp::testing::run_binary(args); }
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);

@@ -13,6 +13,7 @@
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/util/fs.h"
 #include "coordexp/util/safetensors.h"
+#include "common/run_binary.h"
 
 namespace cm = coordexp::model;
 namespace cu = coordexp::util;
@@ -27,19 +28,8 @@ std::string tokenizer_dir() {
   return std::string(COORDEXP_SOURCE_DIR) + "/.cache/tokenizer-qwen3";
 }
 
-struct Run {
-  int code;
-  std::string output;
-};
-Run run(const std::string& args) {
-  const std::string cmd = std::string(COORDEXP_TRAIN_BIN) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[1024];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? ::pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+// The built binary in a child process (tests/common/run_binary.h).
+coordexp::testing::CommandResult run(const std::string& args) { return coordexp::testing::run_binary(args); }
 
 class MakeTiny : public ::testing::Test {
  protected:

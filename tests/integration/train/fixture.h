@@ -23,6 +23,7 @@
 #include "coordexp/model/qwen3vl.h"
 #include "coordexp/tokenizer/tokenizer.h"
 #include "coordexp/train/stage1_step.h"
+#include "common/run_binary.h"
 
 namespace coordexp::train::testing {
 namespace fs = std::filesystem;
@@ -32,22 +33,9 @@ inline std::string tokenizer_dir() {
   return std::string(COORDEXP_SOURCE_DIR) + "/.cache/tokenizer-qwen3";
 }
 
-struct CommandResult {
-  int code = -1;
-  std::string output;
-};
-
-// Runs `coordexp-train <args>` and captures stdout + stderr.
-inline CommandResult run_binary(const std::string& args, const std::string& env = "") {
-  const std::string cmd = env + (env.empty() ? "" : " ") + std::string(COORDEXP_TRAIN_BIN) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  CommandResult r;
-  char buf[4096];
-  while (p && std::fgets(buf, sizeof buf, p)) r.output += buf;
-  const int status = p ? ::pclose(p) : -1;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+// The binary runner shared by the test binaries (tests/common/run_binary.h).
+using coordexp::testing::CommandResult;
+using coordexp::testing::run_binary;
 
 // The model and data every test trains on (created on first use, removed at exit).
 struct Assets {

@@ -77,7 +77,7 @@ TEST(AdapterMerge, LoraMatchesFormulaFloat32AndFloat64) {
     EXPECT_EQ(got.scalar_type(), dtype);
     // float64 compute rounded once: within half an ulp of float32 (or float64 rounding noise).
     EXPECT_LT(max_abs_diff(got, ref), dtype == torch::kFloat ? 4e-6 : 1e-12);
-    const auto delta = cm::lora_delta(f.A, f.B, s, torch::kDouble);
+    const auto delta = cm::lora_weight_delta(f.A, f.B, s, torch::kDouble);
     std::vector<double> zeros(out * in, 0.0);
     EXPECT_LT(max_abs_diff(delta, ref_lora(zeros, to_vec(f.A), to_vec(f.B), out, in, r, s)), 1e-12);
     EXPECT_GT(max_abs_diff(got, to_vec(f.W)), 0.1);  // the delta is not negligible
