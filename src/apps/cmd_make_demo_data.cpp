@@ -1,4 +1,4 @@
-// `coordexp-train make-demo-data --out DIR --train N --val M [--seed S] [--size 256]`: writes the
+// `coordexp-train make-demo-data --out DIR --train N --val M [--seed S] [--size 256] [--shapes a,b] [--colours a,b]`: writes the
 // built-in demo's detection dataset (shapes in 5 colours on textured backgrounds, tight pixel boxes;
 // coordexp/data/demo_shapes.h) as images/ + train.jsonl/val.jsonl in the JSONL contract.
 #include <spdlog/spdlog.h>
@@ -20,6 +20,10 @@ CommandRegistration add_make_demo_data_command(CLI::App& app, const GlobalFlags&
   sub->add_option("--size", o->size, "Image side in pixels (square images)")->capture_default_str();
   sub->add_option("--min-objects", o->min_objects, "Fewest objects per image")->capture_default_str();
   sub->add_option("--max-objects", o->max_objects, "Most objects per image")->capture_default_str();
+  sub->add_option("--shapes", o->shapes, "Shapes to draw, a subset of circle,rectangle,triangle,diamond (default: all)")
+      ->delimiter(',');
+  sub->add_option("--colours", o->colours, "Colours to draw, a subset of red,green,blue,yellow,purple (default: all)")
+      ->delimiter(',');
   return {sub, [o, &flags] {
             if (flags.seed >= 0) o->seed = static_cast<uint64_t>(flags.seed);
             const auto r = data::write_demo_shapes_dataset(*o);

@@ -90,13 +90,29 @@ void draw_shape_mask(cv::Mat& mask, int kind, int x, int y, int w, int h) {
   }
 }
 
+// Indices into `names` of the `wanted` names (all of them when `wanted` is empty), in `names` order.
+template <size_t N>
+std::vector<int> pick_indices(const std::array<const char*, N>& names, const std::vector<std::string>& wanted) {
+  std::vector<int> out;
+  for (size_t i = 0; i < N; ++i)
+    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), names[i]) != wanted.end()) out.push_back(static_cast<int>(i));
+  return out;
+}
+
+std::array<const char*, 5> colour_names() {
+  std::array<const char*, 5> names{};
+  for (size_t i = 0; i < names.size(); ++i) names[i] = demo_colours()[i].name;
+  return names;
+}
+
 struct Placed {
   int colour, kind;
   cv::Vec3b bgr;     // jittered colour
   int full_area;     // pixels when nothing covers it
 };
 
-nlohmann::ordered_json make_record(Rng& rng, const DemoShapesOptions& o, const std::string& image_rel,
+nlohmann::ordered_json make_record(Rng& rng, const DemoShapesOptions& o, const std::vector<int>& kinds,
+                                   const std::vector<int>& colours, const std::string& image_rel,
                                    const std::string& image_path, DemoShapesResult& result) {
   const int size = o.size;
   cv::Mat img = draw_background(rng, size);
@@ -106,8 +122,8 @@ nlohmann::ordered_json make_record(Rng& rng, const DemoShapesOptions& o, const s
   std::vector<Placed> placed;
   cv::Mat mask(size, size, CV_8U);
   for (int attempt = 0; attempt < 60 * want && static_cast<int>(placed.size()) < want; ++attempt) {
-    const int kind = rng.uniform(0, static_cast<int>(demo_shape_names().size()) - 1);
-    const int colour = rng.uniform(0, static_cast<int>(demo_colours().size()) - 1);
+    const int kind = kinds[static_cast<size_t>(rng.uniform(0, static_cast<int>(kinds.size()) - 1))];
+    const int colour = colours[static_cast<size_t>(rng.uniform(0, static_cast<int>(colours.size()) - 1))];
     const int w = rng.uniform(min_side, max_side);
     const int h = kind == 0 ? w : std::clamp(w * rng.uniform(60, 160) / 100, min_side, max_side);
     const int x = rng.uniform(0, size - w), y = rng.uniform(0, size - h);
@@ -183,6 +199,18 @@ void DemoShapesOptions::validate() const {
   check(size >= 64 && size <= 2048, "--size", "must be in 64..2048");
   check(min_objects >= 1 && min_objects <= 10, "--min-objects", "must be in 1..10");
   check(max_objects >= min_objects && max_objects <= 10, "--max-objects", "must be in --min-objects..10");
+  auto check_names = [](const std::vector<std::string>& wanted, const auto& names, const char* flag) {
+    std::string known;
+    for (const char* n : names) known += std::string(known.empty() ? "" : ", ") + n;
+    for (const auto& w : wanted)
+      if (std::find_if(names.begin(), names.end(), [&](const char* n) { return w == n; }) == names.end())
+        throw ConfigError("unknown name '" + w + "'", flag, "use a comma-separated subset of: " + known);
+    for (size_t i = 0; i < wanted.size(); ++i)
+      if (std::find(wanted.begin() + static_cast<std::ptrdiff_t>(i) + 1, wanted.end(), wanted[i]) != wanted.end())
+        throw ConfigError("'" + wanted[i] + "' is listed twice", flag, "name each one once");
+  };
+  check_names(shapes, demo_shape_names(), "--shapes");
+  check_names(colours, colour_names(), "--colours");
 }
 
 DemoShapesResult write_demo_shapes_dataset(const DemoShapesOptions& o) {
@@ -190,13 +218,15 @@ DemoShapesResult write_demo_shapes_dataset(const DemoShapesOptions& o) {
   const fs::path root(o.out_dir);
   fs::create_directories(root / "images");
   DemoShapesResult result;
+  const std::vector<int> kinds = pick_indices(demo_shape_names(), o.shapes);
+  const std::vector<int> colours = pick_indices(colour_names(), o.colours);
   // Separate streams per split: the val set does not change when --train changes.
   auto write_split = [&](const char* split, int count, uint64_t stream) {
     Rng rng{(o.seed * 0x2545f4914f6cdd1dULL + 1) ^ (stream * 0x9e3779b97f4a7c15ULL)};
     std::string lines;
     for (int i = 0; i < count; ++i) {
       const std::string rel = std::string("images/") + split + "_" + std::to_string(i) + ".png";
-      lines += make_record(rng, o, rel, (root / rel).string(), result).dump() + "\n";
+      lines += make_record(rng, o, kinds, colours, rel, (root / rel).string(), result).dump() + "\n";
     }
     const std::string path = (root / (std::string(split) + ".jsonl")).string();
     util::write_file_atomic(path, lines);

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace coordexp::data {
 
@@ -18,8 +19,12 @@ struct DemoShapesOptions {
   int min_objects = 1;
   int max_objects = 4;
   uint64_t seed = 0;     // same seed -> same bytes
+  // Subsets of demo_shape_names() / demo_colours() to draw from, by name; empty = all of them.
+  // Fewer, more distinct classes make a smaller model's task easier (the demo uses 3 x 4).
+  std::vector<std::string> shapes;
+  std::vector<std::string> colours;
 
-  // Throws ConfigError naming the flag (--train, --size, ...).
+  // Throws ConfigError naming the flag (--train, --size, --shapes, ...).
   void validate() const;
 };
 

@@ -145,8 +145,35 @@ TEST(MakeDemoData, CheckDataAcceptsTheOutput) {
   EXPECT_NE(r.out.find("all records valid"), std::string::npos) << r.out << r.err;
 }
 
+// --shapes / --colours restrict the classes: every desc is one of the 3 x 4 named pairs, and in
+// 80 images every one of the 12 appears.
+TEST(MakeDemoData, ShapesAndColoursPickTheClasses) {
+  const auto dir = fresh_dir("subset");
+  const auto r = testing::run_cli_captured({"make-demo-data", "--out", dir.string(), "--train", "80", "--val", "0",
+                                            "--size", "128", "--shapes", "circle,rectangle,triangle", "--colours",
+                                            "red,green,blue,yellow"});
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  std::set<std::string> allowed;
+  for (const char* c : {"red", "green", "blue", "yellow"})
+    for (const char* s : {"circle", "rectangle", "triangle"}) allowed.insert(std::string(c) + " " + s);
+  std::set<std::string> seen;
+  for (const auto& rec : records(dir / "train.jsonl"))
+    for (const auto& o : rec["objects"]) {
+      const auto desc = o["desc"].get<std::string>();
+      EXPECT_TRUE(allowed.count(desc)) << desc;
+      seen.insert(desc);
+    }
+  EXPECT_EQ(seen, allowed);
+}
+
 TEST(MakeDemoData, RejectsBadFlags) {
   const auto dir = fresh_dir("bad");
+  for (const char* flag : {"--shapes", "--colours"}) {
+    const auto r = testing::run_cli_captured({"make-demo-data", "--out", dir.string(), flag, "circle,hexagon"});
+    EXPECT_EQ(r.rc, 2) << flag;
+    EXPECT_NE((r.out + r.err).find(flag), std::string::npos) << r.out << r.err;
+  }
+  EXPECT_NE(testing::run_cli_captured({"make-demo-data", "--out", dir.string(), "--shapes", "circle,circle"}).rc, 0);
   EXPECT_EQ(testing::run_cli_captured({"make-demo-data", "--out", dir.string(), "--size", "16"}).rc, 2);
   EXPECT_EQ(testing::run_cli_captured({"make-demo-data", "--out", dir.string(), "--min-objects", "3", "--max-objects", "2"}).rc, 2);
 }
