@@ -67,7 +67,7 @@ void KvCache::truncate(int64_t row, int64_t new_length) {
 }
 
 KvCache::Append KvCache::append(const torch::Tensor& mask, const torch::Tensor& position_ids,
-                                torch::ScalarType bias_dtype) {
+                                torch::ScalarType bias_dtype, bool dense_bias) {
   COORDEXP_CHECK(position_ids.dim() == 3 && position_ids.size(1) == batch_size_,
                  "position_ids must be [3, " << batch_size_ << ", T]");
   const int64_t T = position_ids.size(2);
@@ -102,8 +102,10 @@ KvCache::Append KvCache::append(const torch::Tensor& mask, const torch::Tensor& 
       next_position_[b] = std::max(next_position_[b], max_position + 1);
     }
   }
-  auto valid = slot_valid_.index({Slice(), Slice(0, plan.key_len)}).to(keys_[0].device());
-  plan.attn_bias = make_attention_bias(valid, plan.offsets, T, bias_dtype);
+  // A copy, not a view of slot_valid_: the next append() rewrites those slots in place.
+  plan.key_valid = slot_valid_.index({Slice(), Slice(0, plan.key_len)})
+                       .to(keys_[0].device(), torch::kBool, /*non_blocking=*/false, /*copy=*/true);
+  if (dense_bias) plan.attn_bias = make_attention_bias(plan.key_valid, plan.offsets, T, bias_dtype);
   return plan;
 }
 

@@ -12,7 +12,6 @@
 #include "coordexp/model/checkpointing.h"
 #include "coordexp/model/rope.h"
 #include "coordexp/util/error.h"
-#include "coordexp/util/torch_compat.h"
 
 namespace coordexp::model {
 namespace {
@@ -30,28 +29,6 @@ constexpr double kVisionNormEps = 1e-6;  // hard-coded in HF, not in config.json
 // A named child that only groups parameters (HF's "attn", "mlp", "self_attn", "patch_embed").
 std::shared_ptr<torch::nn::Module> group(torch::nn::Module& parent, const std::string& name) {
   return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
-
-// softmax(q k^T * scale + bias) v with grouped-query heads: query head j uses kv head j / (nh/nkv).
-// q [B, nh, T, hd], k/v [B, nkv, K, hd], bias [B, 1, T, K] (or undefined).
-torch::Tensor grouped_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                const torch::Tensor& bias, double scale) {
-  const int64_t B = q.size(0), nh = q.size(1), T = q.size(2), hd = q.size(3);
-  const int64_t nkv = k.size(1), g = nh / nkv, K = k.size(2);
-  auto qg = q.reshape({B, nkv, g * T, hd});
-  auto scores = torch::matmul(qg, k.transpose(-1, -2)) * scale;  // [B, nkv, g*T, K]
-  if (bias.defined()) scores = (scores.view({B, nkv, g, T, K}) + bias.unsqueeze(1)).view({B, nkv, g * T, K});
-  auto probs = torch::softmax(scores, -1, upcast_type(q)).to(q.scalar_type());
-  return torch::matmul(probs, v).view({B, nh, T, hd});
-}
-
-// The same with the fused kernel; kv heads are repeated (repeat_interleave) to the query heads.
-torch::Tensor sdpa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                             const torch::Tensor& bias) {
-  const int64_t g = q.size(1) / k.size(1);
-  auto kr = g == 1 ? k : k.repeat_interleave(g, 1);
-  auto vr = g == 1 ? v : v.repeat_interleave(g, 1);
-  return compat::scaled_dot_product_attention(q, kr, vr, bias.defined() ? bias.to(q.scalar_type()) : torch::Tensor());
 }
 
 }  // namespace
@@ -101,7 +78,8 @@ VisionBlockImpl::VisionBlockImpl(const VisionConfig& c, const torch::TensorOptio
 }
 
 torch::Tensor VisionBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                       const torch::Tensor& sin, const std::vector<int64_t>& cu) {
+                                       const torch::Tensor& sin, const std::vector<int64_t>& cu,
+                                       AttentionKind attention) {
   const int64_t N = x.size(0);
   auto a = layer_norm(x, norm1, kVisionNormEps);
   auto qkv_ = linear(a, qkv).view({N, 3, num_heads_, head_dim_}).permute({1, 0, 2, 3});
@@ -115,6 +93,11 @@ torch::Tensor VisionBlockImpl::forward(const torch::Tensor& x, const torch::Tens
     // Bidirectional attention inside one image frame only.
     auto seg = Slice(cu[i], cu[i + 1]);
     auto qs = q.index({Slice(), seg}), ks = k.index({Slice(), seg}), vs = v.index({Slice(), seg});
+    if (attention == AttentionKind::kChunked) {  // a 4096-patch frame would need [nh, 4096, 4096] floats
+      const auto none = AttentionMask::unmasked();
+      outs.push_back(chunked_attention(qs.unsqueeze(0), ks.unsqueeze(0), vs.unsqueeze(0), none, scale).squeeze(0));
+      continue;
+    }
     auto probs = torch::softmax(torch::matmul(qs, ks.transpose(-1, -2)) * scale, -1, upcast_type(q))
                      .to(q.scalar_type());
     outs.push_back(torch::matmul(probs, vs));
@@ -187,10 +170,11 @@ VisionFeatures VisionTowerImpl::forward(const torch::Tensor& pixel_values, const
   for (int64_t i = 0; i < c.depth; ++i) {
     auto block = blocks->ptr<VisionBlockImpl>(i);
     if (gradient_checkpointing) {
-      x = checkpointed([block, cos = cos, sin = sin, cu](const torch::Tensor& in) { return block->forward(in, cos, sin, cu); },
-                       x, block->parameters());
+      x = checkpointed([block, cos = cos, sin = sin, cu, kind = attention](const torch::Tensor& in) {
+            return block->forward(in, cos, sin, cu, kind);
+          }, x, block->parameters());
     } else {
-      x = block->forward(x, cos, sin, cu);
+      x = block->forward(x, cos, sin, cu, attention);
     }
     record("vision_block_" + std::to_string(i), x);
     if (next_tap < c.deepstack_visual_indexes.size() && c.deepstack_visual_indexes[next_tap] == i) {
@@ -249,8 +233,13 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& h, const torch::Ten
     k = torch::cat({plan.prefix->keys.at(layer_index).to(k.scalar_type()), k}, 2);
     v = torch::cat({plan.prefix->values.at(layer_index).to(v.scalar_type()), v}, 2);
   }
-  auto o = plan.use_sdpa ? sdpa_attention(q, k, v, plan.bias)
-                         : grouped_attention(q, k, v, plan.bias, std::pow(static_cast<double>(head_dim_), -0.5));
+  const double scale = std::pow(static_cast<double>(head_dim_), -0.5);
+  torch::Tensor o;
+  switch (plan.kind) {
+    case AttentionKind::kChunked: o = chunked_attention(q, k, v, plan.mask, scale); break;
+    case AttentionKind::kSdpa: o = sdpa_attention(q, k, v, plan.bias, plan.causal_only); break;
+    case AttentionKind::kEager: o = eager_attention(q, k, v, plan.bias, scale); break;
+  }
   auto r = h + linear(o.transpose(1, 2).reshape({B, T, num_heads_ * head_dim_}), o_proj);
   auto y = rms_norm(r, post_attention_layernorm->weight, eps_);
   return r + linear(torch::silu(linear(y, gate_proj)) * linear(y, up_proj), down_proj);

@@ -52,6 +52,15 @@ void check_prefix(const PrefixKv& p, const ForwardInputs& in, int64_t B, int64_t
                       "prefix", "capture them with a forward over the same batch (capture_prefix)");
 }
 
+// Decode steps of a KV cache (a few query rows) keep the dense bias whatever the configured kind:
+// it is small there ([B, 1, T, K] for T of a few tokens) and decoding stays exactly what it was.
+constexpr int64_t kDenseCacheRows = 16;
+
+AttentionKind attention_for_block(AttentionKind configured, bool with_cache, int64_t num_queries) {
+  if (configured == AttentionKind::kChunked && with_cache && num_queries < kDenseCacheRows) return AttentionKind::kEager;
+  return configured;
+}
+
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -64,7 +73,7 @@ ModelRuntime ModelRuntime::from_options(const config::ModelOptions& o) {
   r.param_dtype = o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat;
   r.device = compat::select_device(o.device, "model.device");
   r.cuda_autocast = o.cuda_autocast;
-  r.use_sdpa = o.attn_implementation == "sdpa";
+  r.attention = parse_attention_kind(o.attn_implementation, "model.attn_implementation");
   r.checkpoint_text_layers = o.gradient_checkpointing_text;
   r.checkpoint_vision_blocks = o.gradient_checkpointing_vision;
   return r;
@@ -74,6 +83,9 @@ Qwen3VL::Qwen3VL(Qwen3VLConfig config, ModelRuntime runtime, Qwen3VLModule modul
     : config_(std::move(config)), runtime_(runtime), module_(std::move(module)) {
   inv_freq_ = rope_inv_freq(config_.text.head_dim, config_.text.rope_theta).to(runtime_.device);
   set_gradient_checkpointing(runtime_.checkpoint_text_layers, runtime_.checkpoint_vision_blocks);
+  // The vision tower has no fused path: sdpa keeps its eager per-frame softmax.
+  module_->visual->attention =
+      runtime_.attention == AttentionKind::kChunked ? AttentionKind::kChunked : AttentionKind::kEager;
 }
 
 Qwen3VL::Qwen3VL(Qwen3VL&&) noexcept = default;
@@ -314,21 +326,26 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
 
   // 3. Attention plan: causal + padding, or the cache's slots.
   AttentionPlan plan;
-  plan.use_sdpa = runtime_.use_sdpa;
+  plan.kind = attention_for_block(runtime_.attention, in.cache != nullptr, T);
   KvCache::Append append;
   if (in.cache) {
     if (in.cache->batch_size() != B || in.cache->num_layers() != c.text.num_hidden_layers)
       throw DataError("KV cache was made for " + std::to_string(in.cache->batch_size()) + " rows and " +
                           std::to_string(in.cache->num_layers()) + " layers", "kv_cache");
-    append = in.cache->append(mask, out.position_ids, h.scalar_type());
+    append = in.cache->append(mask, out.position_ids, h.scalar_type(), plan.kind != AttentionKind::kChunked);
     plan.cache = in.cache;
     plan.append = &append;
+    plan.mask.key_valid = append.key_valid;
+    plan.mask.query_offsets = append.offsets;
     plan.bias = append.attn_bias;
   } else {
-    // Without padding one [1, 1, T, T] causal bias serves the whole batch; a tail's queries sit at
-    // [P, T) of the same keys (the rows [P, T) of the full forward's bias).
-    auto valid = mask.defined() ? mask : torch::ones({1, T}, torch::TensorOptions(torch::kBool).device(dev));
-    plan.bias = make_attention_bias(valid, std::vector<int64_t>(valid.size(0), P), T - P, h.scalar_type());
+    // Without padding nothing but the causal order masks, for the whole batch; a tail's queries sit
+    // at [P, T) of the same keys (the rows [P, T) of the full forward's mask).
+    if (mask.defined() && !mask.all().item<bool>()) plan.mask.key_valid = mask;
+    plan.mask.query_offsets = {P};
+    plan.causal_only = !plan.mask.key_valid.defined() && P == 0;
+    if (plan.kind != AttentionKind::kChunked)
+      plan.bias = dense_attention_bias(plan.mask, T - P, T, h.scalar_type(), dev);
     plan.prefix = in.prefix;
     plan.capture = in.capture_prefix;
   }

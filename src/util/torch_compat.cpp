@@ -1,8 +1,8 @@
 // Both branches of every version-sensitive LibTorch call (torch_compat.h). The 1.13 branch is what
 // Debian's libtorch-dev compiles and the tests run; the 2.x branches follow the 2.x headers
 // (aten/src/ATen/autocast_mode.h, aten/src/ATen/native/transformers/attention.cpp; see
-// docs/dependencies.md). Nothing here allocates on a device or changes global state beyond the
-// thread-local autocast flags the setters are asked to change.
+// docs/dependencies.md). Nothing here allocates on a device (but the 1.13 causal attention bias) or
+// changes global state beyond the thread-local autocast flags the setters are asked to change.
 #include "coordexp/util/torch_compat.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -10,12 +10,16 @@
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 
+#include <limits>
+
 #include "coordexp/util/error.h"
 
 #if COORDEXP_TORCH_AT_LEAST(2, 0)
 #include <ATen/ops/scaled_dot_product_attention.h>
 #else
 #include <ATen/ops/_scaled_dot_product_attention.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/triu.h>
 #endif
 
 namespace coordexp::compat {
@@ -92,12 +96,19 @@ void set_autocast_dtype(c10::DeviceType device, c10::ScalarType dtype) {
 #endif
 
 at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                        const at::Tensor& mask) {
-  const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt;
+                                        const at::Tensor& mask, bool is_causal) {
+  COORDEXP_CHECK(!(is_causal && mask.defined()), "scaled_dot_product_attention: is_causal takes no mask");
 #if COORDEXP_TORCH_AT_LEAST(2, 0)
+  const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt;
   // (query, key, value, attn_mask, dropout_p, is_causal[, scale (2.1+), enable_gqa (2.5+)]).
-  return at::scaled_dot_product_attention(q, k, v, m, /*dropout_p=*/0.0, /*is_causal=*/false);
+  return at::scaled_dot_product_attention(q, k, v, m, /*dropout_p=*/0.0, is_causal);
 #else
+  // 1.13's is_causal is not relied on: its math kernel costs the same with an explicit bias.
+  c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt;
+  if (is_causal) {
+    const int64_t L = q.size(-2), S = k.size(-2);
+    m = at::full({L, S}, -std::numeric_limits<double>::infinity(), q.options()).triu(1);
+  }
   // (query, key, value, attn_mask, dropout_p, need_attn_weights, is_causal) -> (out, weights).
   return std::get<0>(at::_scaled_dot_product_attention(q, k, v, m, /*dropout_p=*/0.0, /*need_attn_weights=*/false,
                                                        /*is_causal=*/false));

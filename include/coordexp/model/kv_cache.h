@@ -41,12 +41,15 @@ class KvCache {
   struct Append {
     std::vector<int64_t> offsets;  // slot of the block's first token, per row
     int64_t key_len = 0;           // keys [0, key_len) are attended by this block
-    torch::Tensor attn_bias;       // float [B, 1, T, key_len]: 0 = attend, -inf = masked
+    torch::Tensor key_valid;       // bool [B, key_len] on the keys' device: slot holds a real token
+    torch::Tensor attn_bias;       // float [B, 1, T, key_len]: 0 = attend, -inf = masked (if asked for)
   };
   // Reserves slots for a block of T tokens per row. mask: [B, T] (nonzero = real token; undefined =
   // all real); position_ids: int64 [3, B, T] of the block. Throws DataError when a row would
   // exceed the capacity. A failed forward after append() leaves the cache unusable (reset()).
-  Append append(const torch::Tensor& mask, const torch::Tensor& position_ids, torch::ScalarType bias_dtype);
+  // dense_bias = false leaves attn_bias undefined (a chunked-attention prefill needs only key_valid).
+  Append append(const torch::Tensor& mask, const torch::Tensor& position_ids, torch::ScalarType bias_dtype,
+                bool dense_bias = true);
   // Stores the block's k, v ([B, nkv, T, hd]) of `layer` at the planned slots.
   void write(int64_t layer, const Append& plan, const torch::Tensor& k, const torch::Tensor& v);
   torch::Tensor keys(int64_t layer, int64_t len) const;    // [B, nkv, len, hd] view

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "coordexp/model/attention.h"
 #include "coordexp/model/config.h"
 #include "coordexp/model/kv_cache.h"
 
@@ -41,9 +42,10 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 class VisionBlockImpl : public torch::nn::Module {
  public:
   VisionBlockImpl(const VisionConfig& c, const torch::TensorOptions& options);
-  // x [Np, Dv]; cos/sin [Np, hdv]; cu: per-frame segment boundaries.
+  // x [Np, Dv]; cos/sin [Np, hdv]; cu: per-frame segment boundaries. kChunked attends query chunks
+  // of each frame (never [nh, n, n] at once); eager and sdpa use the eager per-frame softmax.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const std::vector<int64_t>& cu);
+                        const std::vector<int64_t>& cu, AttentionKind attention = AttentionKind::kEager);
   WeightBias norm1{nullptr}, norm2{nullptr}, qkv{nullptr}, proj{nullptr}, fc1{nullptr}, fc2{nullptr};
 
  private:
@@ -80,6 +82,7 @@ class VisionTowerImpl : public torch::nn::Module {
   VisionFeatures forward(const torch::Tensor& pixel_values, const torch::Tensor& grid_thw,
                          torch::ScalarType compute, Trace* trace = nullptr);
   bool gradient_checkpointing = false;
+  AttentionKind attention = AttentionKind::kEager;  // passed to every block
   WeightBias patch_proj{nullptr}, pos_embed{nullptr};
   torch::nn::ModuleList blocks{nullptr}, deepstack_mergers{nullptr};
   PatchMerger merger{nullptr};
@@ -89,11 +92,14 @@ class VisionTowerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VisionTower);
 
-// Attention geometry of one decoder forward: the additive bias and, with a cache, where the block's
-// keys go. Without a cache keys are the block itself, or a reused prefix followed by the block.
+// Attention geometry of one decoder forward: the mask (compact, and dense where the kernel needs it)
+// and, with a cache, where the block's keys go. Without a cache keys are the block itself, or a
+// reused prefix followed by the block.
 struct AttentionPlan {
-  torch::Tensor bias;                // [B or 1, 1, T, K]
-  bool use_sdpa = false;             // fused scaled_dot_product_attention instead of eager
+  AttentionKind kind = AttentionKind::kEager;
+  AttentionMask mask;                // causal, key validity, the block's first query slot per row
+  torch::Tensor bias;                // [B or 1, 1, T, K] of `mask`; eager and sdpa only
+  bool causal_only = false;          // mask is plain causal over the block itself (sdpa's is_causal)
   KvCache* cache = nullptr;
   const KvCache::Append* append = nullptr;
   const PrefixKv* prefix = nullptr;  // keys = prefix keys ++ block keys (K = prefix->length + T)

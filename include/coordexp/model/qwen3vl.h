@@ -28,7 +28,7 @@ struct ModelRuntime {
   torch::Device device = torch::kCPU;
   bool cuda_autocast = true;                      // bf16 autocast on CUDA; CPU computes float32
   bool cpu_autocast = false;                      // C++ API only (tests; no config key): bf16 autocast on CPU
-  bool use_sdpa = false;                          // decoder attention via the fused kernel
+  AttentionKind attention = AttentionKind::kEager;  // model.attn_implementation (attention.h)
   bool checkpoint_text_layers = false;
   bool checkpoint_vision_blocks = false;
   // Resolves "auto" device (CUDA when available). Throws ConfigError for cuda without CUDA.

@@ -52,9 +52,11 @@ void set_autocast_dtype(c10::DeviceType device, c10::ScalarType dtype);
 // softmax(q k^T / sqrt(E) + mask) v. q [..., L, E], k/v [..., S, E] with the same head count;
 // mask: undefined, or additive float of q's dtype broadcastable to [..., L, S]. 1.13:
 // at::_scaled_dot_product_attention (returns (out, weights)); 2.x: at::scaled_dot_product_attention
-// (returns out; the underscore name is gone). Both pick the math kernel on CPU.
+// (returns out; the underscore name is gone). Both pick the math kernel on CPU. is_causal (mask
+// then undefined): query i sees keys [0, i]; 2.x passes it to the kernel (its fused flash /
+// memory-efficient kernels need it instead of a float mask), 1.13 builds the -inf bias itself.
 at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                        const at::Tensor& mask);
+                                        const at::Tensor& mask, bool is_causal = false);
 
 // ---- generators ----------------------------------------------------------------------------------
 // The default generator of `device` (CPU, or CUDA with an index; InternalError for a CUDA device on

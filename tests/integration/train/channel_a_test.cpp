@@ -311,7 +311,7 @@ TEST(ChannelA, PrefixReuseGivesTheFullRecomputeLossesAndGradients) {
   // the answer rows (loss.head_chunk_rows 0) instead of the chunked head.
   model::ModelRuntime rt;
   rt.param_dtype = torch::kDouble;
-  rt.use_sdpa = true;
+  rt.attention = model::AttentionKind::kSdpa;
   model = model::Qwen3VL::load(testing::Assets::get().model_dir, rt);
   params = model.named_parameters();
   loss.head_chunk_rows = 0;

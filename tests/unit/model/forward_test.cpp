@@ -1,9 +1,10 @@
 // Forward-API behaviour of Qwen3VL on the tiny fixture model: batching with left/right padding
 // equals per-sample forwards (several images per sample), KV-cached incremental decoding (single
 // tokens, multi-token chunks, truncation) equals full forwards, embedding overrides, logits
-// selection, sdpa == eager, and gradient checkpointing gives the same gradients (also under CPU bf16
-// autocast over several optimizer steps, with the autocast cast cache empty after each); a tail
-// forward over captured prefix keys/values equals the full forward, gradients included.
+// selection, sdpa == eager, chunked attention == eager (gradients, KV-cache prefill and decode),
+// and gradient checkpointing gives the same gradients (also under CPU bf16 autocast over several
+// optimizer steps, with the autocast cast cache empty after each); a tail forward over captured
+// prefix keys/values equals the full forward, gradients included.
 #include <gtest/gtest.h>
 
 #include <ATen/autocast_mode.h>
@@ -285,10 +286,130 @@ TEST(Qwen3VLForward, SdpaMatchesEager) {
   in.logits = cm::LogitsRequest::at(p.mask.ne(0));
   auto eager = model().forward(in).logits;
   cm::ModelRuntime rt;
-  rt.use_sdpa = true;
+  rt.attention = cm::AttentionKind::kSdpa;
   auto sdpa_model = cm::Qwen3VL::load(kFixture, rt);
   auto sdpa = sdpa_model.forward(in).logits;
   EXPECT_LE(max_abs(sdpa, eager), 1e-5);
+}
+
+// model.attn_implementation: chunked against eager, float64: logits and every parameter's gradient
+// of a padded two-image batch (left and right padding; the vision tower attends chunked too), also
+// with both kinds of gradient checkpointing (the chunked function's forward reruns in backward).
+TEST(Qwen3VLForward, ChunkedAttentionMatchesEagerWithGradients) {
+  const auto ss = samples();
+  struct Run {
+    torch::Tensor logits;
+    std::map<std::string, torch::Tensor> grads;
+  };
+  auto run = [&](cm::AttentionKind kind, bool left, bool ckpt) {
+    cm::ModelRuntime rt;
+    rt.param_dtype = torch::kDouble;
+    rt.attention = kind;
+    auto m = cm::Qwen3VL::load(kFixture, rt);
+    m.set_gradient_checkpointing(ckpt, ckpt);
+    const auto p = pad({ss[0].ids, ss[1].ids}, left);
+    std::vector<torch::Tensor> px, grid;
+    for (const auto& s : ss)
+      for (const auto& im : s.images) {
+        px.push_back(im.pixels);
+        grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
+      }
+    auto vision = m.encode_images(torch::cat(px), torch::cat(grid));
+    cm::ForwardInputs in;
+    in.input_ids = p.ids;
+    in.attention_mask = p.mask;
+    in.vision = &vision;
+    in.logits = cm::LogitsRequest::at(p.mask.ne(0));
+    auto logits = m.forward(in).logits;
+    const auto w = torch::randn(logits.sizes(), at::detail::createCPUGenerator(3), torch::kDouble);
+    (logits * w).sum().backward();
+    Run r{logits.detach(), {}};
+    for (const auto& [k, t] : m.named_parameters()) r.grads[k] = t.grad().clone();
+    return r;
+  };
+  for (bool left : {false, true}) {
+    const Run eager = run(cm::AttentionKind::kEager, left, false);
+    for (bool ckpt : {false, true}) {
+      const Run chunked = run(cm::AttentionKind::kChunked, left, ckpt);
+      const std::string what = std::string(left ? "left" : "right") + " padding" + (ckpt ? ", checkpointed" : "");
+      EXPECT_LE(max_abs(chunked.logits, eager.logits), 1e-10 * eager.logits.abs().max().item<double>()) << what;
+      ASSERT_EQ(chunked.grads.size(), eager.grads.size());
+      for (const auto& [k, g] : eager.grads) {
+        const double scale = g.abs().max().item<double>();
+        EXPECT_GT(scale, 0.0) << k;
+        EXPECT_LE(max_abs(chunked.grads.at(k), g), 1e-10 * scale) << what << " " << k;
+      }
+    }
+  }
+}
+
+// A chunked model's KV-cache prefill (no dense bias) and its decode steps (dense, eager) give the
+// eager full forward's logits, left and right padding (float64).
+TEST(Qwen3VLForward, ChunkedKvCachePrefillAndDecodeEqualFullForward) {
+  torch::NoGradGuard no_grad;
+  cm::ModelRuntime rt;
+  rt.param_dtype = torch::kDouble;
+  auto eager = cm::Qwen3VL::load(kFixture, rt);
+  rt.attention = cm::AttentionKind::kChunked;
+  auto chunked = cm::Qwen3VL::load(kFixture, rt);
+  const auto ss = samples();
+  std::vector<torch::Tensor> px, grid;
+  for (const auto& s : ss)
+    for (const auto& im : s.images) {
+      px.push_back(im.pixels);
+      grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
+    }
+  auto vision_eager = eager.encode_images(torch::cat(px), torch::cat(grid));
+  auto vision_chunked = chunked.encode_images(torch::cat(px), torch::cat(grid));
+  EXPECT_LE(max_abs(vision_chunked.image_embeds, vision_eager.image_embeds),
+            1e-10 * vision_eager.image_embeds.abs().max().item<double>());
+  const int64_t B = 2;
+  for (bool left : {false, true}) {
+    const auto full = pad({ss[0].ids, ss[1].ids}, left);
+    cm::ForwardInputs fin;
+    fin.input_ids = full.ids;
+    fin.attention_mask = full.mask;
+    fin.vision = &vision_eager;
+    fin.logits = cm::LogitsRequest::all();
+    const auto ref = eager.forward(fin).logits;
+    std::vector<std::vector<int64_t>> prompts{{ss[0].ids.begin(), ss[0].ids.begin() + ss[0].prompt_len},
+                                              {ss[1].ids.begin(), ss[1].ids.begin() + ss[1].prompt_len}};
+    const auto p = pad(prompts, left);
+    auto cache = chunked.make_kv_cache(B, 160);
+    cm::ForwardInputs in;
+    in.input_ids = p.ids;
+    in.attention_mask = p.mask;
+    in.vision = &vision_chunked;
+    in.cache = &cache;
+    in.logits = cm::LogitsRequest::all();
+    const auto pre = chunked.forward(in).logits;
+    const double scale = ref.abs().max().item<double>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = ss[b].prompt_len;
+      EXPECT_LE(max_abs(pre[b].narrow(0, p.start[b], n), ref[b].narrow(0, full.start[b], n)), 1e-10 * scale);
+    }
+    std::vector<int64_t> done{ss[0].prompt_len, ss[1].prompt_len};
+    while (done[0] < (int64_t)ss[0].ids.size() || done[1] < (int64_t)ss[1].ids.size()) {
+      auto ids = torch::full({B, 1}, kPad, torch::kLong);
+      auto mask = torch::zeros({B, 1}, torch::kLong);
+      for (int64_t b = 0; b < B; ++b)
+        if (done[b] < (int64_t)ss[b].ids.size()) {
+          ids[b][0] = ss[b].ids[done[b]];
+          mask[b][0] = 1;
+        }
+      cm::ForwardInputs d;
+      d.input_ids = ids;
+      d.attention_mask = mask;
+      d.cache = &cache;
+      d.logits = cm::LogitsRequest::all();
+      const auto o = chunked.forward(d).logits;
+      for (int64_t b = 0; b < B; ++b)
+        if (done[b] < (int64_t)ss[b].ids.size()) {
+          EXPECT_LE(max_abs(o[b][0], ref[b][full.start[b] + done[b]]), 1e-10 * scale) << "row " << b << " at " << done[b];
+          ++done[b];
+        }
+    }
+  }
 }
 
 TEST(Qwen3VLForward, GradientCheckpointingGivesSameGradients) {
@@ -439,18 +560,18 @@ TEST(Qwen3VLForward, AutocastCastCacheIsEmptyAfterEveryStep) {
 // Prefix reuse (PrefixKv): a forward that captures its keys/values of positions [0, P) and a later
 // forward that computes only [P, T) over them give the full forward's tail (float64, with right and
 // left padding, embedding overrides in the tail, image pads and DeepStack rows on both sides of P,
-// eager and sdpa) and the full forwards' gradients, the tail's gradient flowing into the capturing
-// forward's graph.
+// eager, sdpa and chunked attention) and the full forwards' gradients, the tail's gradient flowing
+// into the capturing forward's graph.
 TEST(Qwen3VLForward, PrefixReuseEqualsFullForwardAndGradients) {
   const auto ss = samples();
   // P = 30: row 1's first image (pads 4..27) lies in the prefix, its second (pads 33..40) in the
   // tail; row 0's only image (pads 4..73) is split by P (with right padding).
   const int64_t P = 30;
-  for (bool sdpa : {false, true})
+  for (auto kind : {cm::AttentionKind::kEager, cm::AttentionKind::kSdpa, cm::AttentionKind::kChunked})
     for (bool left : {false, true}) {
       cm::ModelRuntime rt;
       rt.param_dtype = torch::kDouble;
-      rt.use_sdpa = sdpa;
+      rt.attention = kind;
       auto m = cm::Qwen3VL::load(kFixture, rt);
       const auto p = pad({ss[0].ids, ss[1].ids}, left);
       const int64_t T = p.ids.size(1);
@@ -502,7 +623,7 @@ TEST(Qwen3VLForward, PrefixReuseEqualsFullForwardAndGradients) {
         return r;
       };
       const Run full = run(false), reused = run(true);
-      const std::string what = std::string(sdpa ? "sdpa" : "eager") + (left ? " left" : " right") + " padding";
+      const std::string what = std::string(cm::attention_kind_name(kind)) + (left ? " left" : " right") + " padding";
       ASSERT_EQ(reused.tail_logits.sizes(), full.tail_logits.sizes()) << what;
       const auto real = p.mask.narrow(1, P, T - P).ne(0);
       EXPECT_LE(max_abs(reused.tail_logits.index({real}), full.tail_logits.index({real})), 1e-12) << what;

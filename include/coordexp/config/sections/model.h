@@ -14,7 +14,7 @@ struct ModelOptions {
   std::string path;                          // Hugging Face model directory (config.json + safetensors)
   std::string dtype = "float32";             // dtype parameters are kept in: float32 | bfloat16
   std::string device = "auto";               // auto (cuda if available, else cpu) | cpu | cuda
-  std::string attn_implementation = "eager";  // eager (matmul + float32 softmax) | sdpa (fused kernel)
+  std::string attn_implementation = "eager";  // eager (dense scores) | sdpa (fused kernel) | chunked (memory-efficient)
   bool cuda_autocast = true;                 // CUDA only: bf16 autocast for matmuls; CPU always computes float32
   bool gradient_checkpointing_text = false;  // recompute each decoder layer in backward (saves memory)
   bool gradient_checkpointing_vision = false;  // recompute each vision block in backward
@@ -30,7 +30,7 @@ struct ModelOptions {
     };
     one_of("model.dtype", dtype, {"float32", "bfloat16"});
     one_of("model.device", device, {"auto", "cpu", "cuda"});
-    one_of("model.attn_implementation", attn_implementation, {"eager", "sdpa"});
+    one_of("model.attn_implementation", attn_implementation, {"eager", "sdpa", "chunked"});
   }
 };
 
@@ -42,8 +42,10 @@ void visit_fields(V& v, ModelOptions& o) {
               .choices({"float32", "bfloat16"}), o.dtype);
   v.field(Field("device", "where the model runs: auto picks cuda when available").choices({"auto", "cpu", "cuda"}),
           o.device);
-  v.field(Field("attn_implementation", "eager: matmul + float32 softmax; sdpa: fused attention kernel")
-              .choices({"eager", "sdpa"}), o.attn_implementation);
+  v.field(Field("attn_implementation", "eager: matmul + float32 softmax over [B, H, T, T] scores; sdpa: fused "
+                                       "attention kernel; chunked: query chunks with an online softmax, no T x T "
+                                       "tensor (text and vision; KV-cache decode steps stay eager)")
+              .choices({"eager", "sdpa", "chunked"}), o.attn_implementation);
   v.field(Field("cuda_autocast", "CUDA only: run in bf16 autocast (CPU always computes float32)"), o.cuda_autocast);
   v.field(Field("gradient_checkpointing_text", "recompute each decoder layer in backward to save memory"),
           o.gradient_checkpointing_text);
