@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 
+#include "coordexp/util/device_copy.h"
 #include "coordexp/util/error.h"
 
 namespace coordexp::model {
@@ -102,10 +103,22 @@ KvCache::Append KvCache::append(const torch::Tensor& mask, const torch::Tensor& 
       next_position_[b] = std::max(next_position_[b], max_position + 1);
     }
   }
-  // A copy, not a view of slot_valid_: the next append() rewrites those slots in place.
-  plan.key_valid = slot_valid_.index({Slice(), Slice(0, plan.key_len)})
-                       .to(keys_[0].device(), torch::kBool, /*non_blocking=*/false, /*copy=*/true);
+  const auto dev = keys_[0].device();
+  // A copy, not a view of slot_valid_: the next append() rewrites those slots in place (on CUDA the
+  // pinned staging buffer is that copy).
+  const auto valid_host = slot_valid_.index({Slice(), Slice(0, plan.key_len)});
+  plan.key_valid = dev.is_cpu() ? valid_host.clone() : util::host_to_device(valid_host, dev);
   if (dense_bias) plan.attn_bias = make_attention_bias(plan.key_valid, plan.offsets, T, bias_dtype);
+  if (!std::all_of(plan.offsets.begin(), plan.offsets.end(), [&](int64_t o) { return o == plan.offsets[0]; })) {
+    std::vector<int64_t> rows, slots;
+    for (int64_t b = 0; b < batch_size_; ++b)
+      for (int64_t t = 0; t < T; ++t) {
+        rows.push_back(b);
+        slots.push_back(plan.offsets[b] + t);
+      }
+    plan.write_rows = util::host_to_device(torch::tensor(rows, torch::kLong), dev);
+    plan.write_slots = util::host_to_device(torch::tensor(slots, torch::kLong), dev);
+  }
   return plan;
 }
 
@@ -113,19 +126,19 @@ void KvCache::write(int64_t layer, const Append& plan, const torch::Tensor& k, c
   const int64_t T = k.size(2);
   auto& K = keys_.at(layer);
   auto& V = values_.at(layer);
-  const bool same_offset = std::all_of(plan.offsets.begin(), plan.offsets.end(),
-                                       [&](int64_t o) { return o == plan.offsets[0]; });
-  if (same_offset) {
+  if (!plan.write_rows.defined()) {  // every row at the same offset: one slice
     const int64_t off = plan.offsets[0];
     K.index({Slice(), Slice(), Slice(off, off + T)}).copy_(k);
     V.index({Slice(), Slice(), Slice(off, off + T)}).copy_(v);
     return;
   }
-  for (int64_t b = 0; b < batch_size_; ++b) {
-    const int64_t off = plan.offsets[b];
-    K.index({b, Slice(), Slice(off, off + T)}).copy_(k[b]);
-    V.index({b, Slice(), Slice(off, off + T)}).copy_(v[b]);
-  }
+  // One scatter for all rows: K[row, :, slot] = k[b, :, t] with (row, slot) of token (b, t), the
+  // indexed result laid out [B * T, nkv, hd].
+  const auto rows_first = [&](const torch::Tensor& x, const torch::Tensor& into) {
+    return x.permute({0, 2, 1, 3}).reshape({-1, x.size(1), x.size(3)}).to(into.scalar_type());
+  };
+  K.index_put_({plan.write_rows, Slice(), plan.write_slots}, rows_first(k, K));
+  V.index_put_({plan.write_rows, Slice(), plan.write_slots}, rows_first(v, V));
 }
 
 torch::Tensor KvCache::keys(int64_t layer, int64_t len) const {

@@ -12,6 +12,7 @@
 #include "coordexp/model/adapter.h"
 #include "coordexp/model/autocast.h"
 #include "coordexp/model/rope.h"
+#include "coordexp/util/device_copy.h"
 #include "coordexp/util/error.h"
 #include "coordexp/util/fs.h"
 #include "coordexp/util/torch_compat.h"
@@ -59,6 +60,52 @@ constexpr int64_t kDenseCacheRows = 16;
 AttentionKind attention_for_block(AttentionKind configured, bool with_cache, int64_t num_queries) {
   if (configured == AttentionKind::kChunked && with_cache && num_queries < kDenseCacheRows) return AttentionKind::kEager;
   return configured;
+}
+
+// What the input-id checks need: the id range and the <|image_pad|> count.
+struct IdScan {
+  bool known = false;  // false: not checked (a decode step whose ids are already on the device)
+  int64_t min = 0, max = 0, num_pads = 0;
+};
+
+// Host ids (what the generator and the data loader pass) are scanned on the host: no device op, no
+// read back. Ids already on the device are reduced there (three reads back, each a device sync)
+// unless reduce_on_device is false.
+IdScan scan_ids(const torch::Tensor& ids_BT, int64_t image_token_id, bool reduce_on_device) {
+  IdScan s;
+  if (ids_BT.numel() == 0) return s;
+  if (ids_BT.device().is_cpu()) {
+    const auto ids = ids_BT.contiguous();
+    const int64_t* p = ids.data_ptr<int64_t>();
+    s.known = true;
+    s.min = s.max = p[0];
+    for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
+      s.min = std::min(s.min, p[i]);
+      s.max = std::max(s.max, p[i]);
+      s.num_pads += p[i] == image_token_id;
+    }
+  } else if (reduce_on_device) {
+    s.known = true;
+    s.min = ids_BT.min().item<int64_t>();
+    s.max = ids_BT.max().item<int64_t>();
+    s.num_pads = ids_BT.eq(image_token_id).sum().item<int64_t>();
+  }
+  return s;
+}
+
+// Rope positions of a decode block, continued from the cache on the host: a real token of row b
+// gets next[b], next[b] + 1, ...; padding gets 1 (as the full forward's HF index does). real_BT:
+// bool CPU [B, T]. Returns int64 CPU [3, B, T].
+torch::Tensor continued_positions(const torch::Tensor& real_BT, const std::vector<int64_t>& next) {
+  const int64_t B = real_BT.size(0), T = real_BT.size(1);
+  auto p = torch::empty({B, T}, torch::kLong);
+  const auto real = real_BT.accessor<bool, 2>();
+  auto at = p.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t pos = next[b];
+    for (int64_t t = 0; t < T; ++t) at[b][t] = real[b][t] ? pos++ : 1;
+  }
+  return p.unsqueeze(0).expand({3, B, T}).contiguous();
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -203,15 +250,19 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
   std::optional<AutocastScope> autocast;
   if (auto target = forward_autocast(runtime_)) autocast.emplace(*target);
   const auto dev = runtime_.device;
-  auto ids = in.input_ids.to(dev);
-  if (T > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.text.vocab_size))
+  // A decode step (a KV cache that already holds tokens) reads nothing back from the device: its
+  // ids are checked on the host when they come from there (the generator's do), else not at all.
+  const bool decode_step = in.cache && !in.cache->empty();
+  const IdScan scan = scan_ids(in.input_ids, c.image_token_id, /*reduce_on_device=*/!decode_step);
+  if (scan.known && (scan.min < 0 || scan.max >= c.text.vocab_size))
     throw DataError("input_ids hold a token id outside [0, " + std::to_string(c.text.vocab_size) + ")", "input_ids",
                     "the tokenizer and the model's vocab_size disagree (run expand-vocab?)");
+  const auto ids = util::host_to_device(in.input_ids, dev);
   torch::Tensor mask;
   if (in.attention_mask.defined()) {
     if (in.attention_mask.sizes() != in.input_ids.sizes())
       throw DataError("attention_mask must have the shape of input_ids [B, T]", "attention_mask");
-    mask = in.attention_mask.to(dev).ne(0);
+    mask = util::host_to_device(in.attention_mask, dev).ne(0);
   }
   auto& text = module_->language_model;
   // With a reused prefix only the tail [P, T) is computed; P = 0 is the whole sequence.
@@ -235,8 +286,8 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
   if (coord_offset_.embed.defined())  // adapter.coord_offset: the coord rows' trainable delta
     h = h + coord_offset_embedding(coord_offset_.embed, P > 0 ? ids.narrow(1, P, T - P) : ids, adapter_spec_.coord_first_id)
                 .to(h.scalar_type());
-  auto image_mask = ids.eq(c.image_token_id);
-  const int64_t num_pads = image_mask.sum().item<int64_t>();
+  const auto image_mask = in.vision || in.embedding_override ? ids.eq(c.image_token_id) : torch::Tensor();
+  const int64_t num_pads = scan.num_pads;
   torch::Tensor visual_mask;
   std::vector<torch::Tensor> tail_deepstack;  // the DeepStack rows of the tail's image pads (P > 0)
   if (in.vision) {
@@ -288,30 +339,33 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
   }
   if (in.trace) (*in.trace)["inputs_embeds"] = h.detach();
 
-  // 2. Position ids: given, continued from the cache, or HF get_rope_index.
+  // 2. Position ids: given, continued from the cache, or HF get_rope_index. The last two are made
+  // on the host and kept there for the cache's bookkeeping (with the host mask), so appending to
+  // the cache reads nothing back.
   ForwardOutput out;
+  torch::Tensor cache_mask = in.attention_mask, cache_positions;  // what KvCache::append gets
   if (in.position_ids.defined()) {
     if (in.position_ids.dim() != 3 || in.position_ids.size(0) != 3 || in.position_ids.size(1) != B ||
         in.position_ids.size(2) != T)
       throw DataError("position_ids must be int64 [3, B, T]", "position_ids");
-    out.position_ids = in.position_ids.to(dev, torch::kLong);
+    cache_positions = in.position_ids.to(torch::kLong);
+    out.position_ids = util::host_to_device(cache_positions, dev);
     out.rope_deltas = torch::zeros({B, 1}, torch::kLong);
-  } else if (in.cache && !in.cache->empty()) {
-    auto real = mask.defined() ? mask : torch::ones({B, T}, torch::TensorOptions(torch::kBool).device(dev));
+  } else if (decode_step) {
+    cache_mask = in.attention_mask.defined() ? in.attention_mask.to(torch::kCPU).ne(0) : torch::ones({B, T}, torch::kBool);
     std::vector<int64_t> next(B), delta(B);
     for (int64_t b = 0; b < B; ++b) {
       next[b] = in.cache->next_position(b);
       delta[b] = next[b] - in.cache->length(b);
     }
-    auto start = torch::tensor(next, torch::kLong).to(dev).unsqueeze(1);
-    auto p = torch::where(real, start + real.to(torch::kLong).cumsum(1) - 1, torch::ones({}, torch::kLong).to(dev));
-    out.position_ids = p.unsqueeze(0).expand({3, B, T}).contiguous();
+    cache_positions = continued_positions(cache_mask, next);
+    out.position_ids = util::host_to_device(cache_positions, dev);
     out.rope_deltas = torch::tensor(delta, torch::kLong).unsqueeze(1);
   } else {
     RopeIndexSpec spec{c.image_token_id, c.video_token_id, c.vision_start_token_id, c.vision.spatial_merge_size};
-    auto ri = compute_rope_index(ids, in.vision ? in.vision->grid_thw : torch::Tensor(),
-                                 mask.defined() ? mask : torch::Tensor(), spec);
-    out.position_ids = ri.position_ids.to(dev);
+    auto ri = compute_rope_index(in.input_ids, in.vision ? in.vision->grid_thw : torch::Tensor(), in.attention_mask, spec);
+    cache_positions = ri.position_ids;
+    out.position_ids = util::host_to_device(ri.position_ids, dev);
     out.rope_deltas = ri.rope_deltas;
   }
   // The tail's positions are the full sequence's (HF's 3-D mrope index needs the whole row).
@@ -332,7 +386,7 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
     if (in.cache->batch_size() != B || in.cache->num_layers() != c.text.num_hidden_layers)
       throw DataError("KV cache was made for " + std::to_string(in.cache->batch_size()) + " rows and " +
                           std::to_string(in.cache->num_layers()) + " layers", "kv_cache");
-    append = in.cache->append(mask, out.position_ids, h.scalar_type(), plan.kind != AttentionKind::kChunked);
+    append = in.cache->append(cache_mask, cache_positions, h.scalar_type(), plan.kind != AttentionKind::kChunked);
     plan.cache = in.cache;
     plan.append = &append;
     plan.mask.key_valid = append.key_valid;

@@ -246,16 +246,22 @@ class ChunkDecoder {
   int64_t single_step(const torch::Tensor& logits, const torch::Tensor& raw_logp, const torch::Tensor& processed) {
     const int64_t S = num_slots();
     std::vector<int64_t> chosen(static_cast<size_t>(S));
-    std::vector<float> logprob(static_cast<size_t>(S));
+    std::vector<float> logprob(static_cast<size_t>(S)), raw_logprob(static_cast<size_t>(S));
     if (o_.mode == DecodingMode::kGreedy) {
-      const auto ids = processed.argmax(1);
+      // One read back per step: ids, log-probabilities and raw log-probabilities packed as float64
+      // [3, S] (exact for ids < 2^53 and for float32 values).
+      const auto ids = processed.argmax(1).view({-1, 1});
       const bool unprocessed = !o_.constraint && o_.repetition_penalty == 1.0;
       const auto used_logp = unprocessed ? raw_logp : torch::log_softmax(processed, 1);
-      const auto lp = used_logp.gather(1, ids.view({-1, 1})).view({-1}).to(torch::kCPU).contiguous();
-      const auto ids_cpu = ids.to(torch::kCPU).contiguous();
+      const auto packed = torch::stack({ids.view({-1}).to(torch::kDouble), used_logp.gather(1, ids).view({-1}).to(torch::kDouble),
+                                        raw_logp.gather(1, ids).view({-1}).to(torch::kDouble)})
+                              .to(torch::kCPU)
+                              .contiguous();
+      const auto at = packed.accessor<double, 2>();
       for (int64_t i = 0; i < S; ++i) {
-        chosen[i] = ids_cpu.data_ptr<int64_t>()[i];
-        logprob[i] = lp.data_ptr<float>()[i];
+        chosen[i] = static_cast<int64_t>(at[0][i]);
+        logprob[i] = static_cast<float>(at[1][i]);
+        raw_logprob[i] = static_cast<float>(at[2][i]);
       }
     } else {
       const auto cpu = processed.to(torch::kCPU);
@@ -264,15 +270,16 @@ class ChunkDecoder {
         chosen[i] = draw_from(probs, slots_[i].rng.uniform());
         logprob[i] = static_cast<float>(std::log(probs.data_ptr<double>()[chosen[i]]));
       }
+      const auto raw = raw_logp.gather(1, torch::tensor(chosen, torch::kLong).view({-1, 1}).to(raw_logp.device()))
+                           .view({-1}).to(torch::kCPU).contiguous();
+      for (int64_t i = 0; i < S; ++i) raw_logprob[i] = raw.data_ptr<float>()[i];
     }
-    const auto raw = raw_logp.gather(1, torch::tensor(chosen, torch::kLong).view({-1, 1}).to(raw_logp.device()))
-                         .view({-1}).to(torch::kCPU).contiguous();
     mark_present(chosen);
     std::vector<int64_t> keep;
     std::vector<Slot> kept;
     for (int64_t i = 0; i < S; ++i) {
       Slot& s = slots_[i];
-      push_token(s, chosen[i], logprob[i], raw.data_ptr<float>()[i], logits[i], o_);
+      push_token(s, chosen[i], logprob[i], raw_logprob[i], logits[i], o_);
       const bool stop = is_stop(o_, chosen[i]);
       if (stop || static_cast<int64_t>(s.ids.size()) >= o_.max_new_tokens) {
         const size_t row = s.row;

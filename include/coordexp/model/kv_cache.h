@@ -43,9 +43,13 @@ class KvCache {
     int64_t key_len = 0;           // keys [0, key_len) are attended by this block
     torch::Tensor key_valid;       // bool [B, key_len] on the keys' device: slot holds a real token
     torch::Tensor attn_bias;       // float [B, 1, T, key_len]: 0 = attend, -inf = masked (if asked for)
+    // Rows with different offsets only: int64 [B * T] on the keys' device, the (row, slot) of every
+    // token of the block, so write() stores all rows with one scatter per layer and tensor.
+    torch::Tensor write_rows, write_slots;
   };
   // Reserves slots for a block of T tokens per row. mask: [B, T] (nonzero = real token; undefined =
-  // all real); position_ids: int64 [3, B, T] of the block. Throws DataError when a row would
+  // all real); position_ids: int64 [3, B, T] of the block. Both are read on the host: pass host
+  // tensors (Qwen3VL::forward does) and nothing is read back from the device. Throws DataError when a row would
   // exceed the capacity. A failed forward after append() leaves the cache unusable (reset()).
   // dense_bias = false leaves attn_bias undefined (a chunked-attention prefill needs only key_valid).
   Append append(const torch::Tensor& mask, const torch::Tensor& position_ids, torch::ScalarType bias_dtype,
