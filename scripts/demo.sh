@@ -2,8 +2,9 @@
 # The built-in demo: sets everything up (setup.sh), then shows the whole method detecting objects end
 # to end on the CPU (4 to 6 minutes measured on a 2-core machine with another job on one core, once
 # built; peak RSS 1.3 GB), under runs/demo/ (DEMO_DIR):
-#   1. make-demo-data: the demo shapes task at 128x128 (seed 0: the same 200 held-out val images the
-#      shipped Stage-1 checkpoint never saw; the first DEMO_TRAIN_IMAGES=2000 of its training images);
+#   1. make-demo-data: the demo shapes task at 128x128, 3 shapes x 4 colours (seed 0: the same 200
+#      held-out val images the shipped Stage-1 checkpoint never saw; the first DEMO_TRAIN_IMAGES=2000 of
+#      its training images);
 #   2. infer + eval + visualize with the shipped Stage-1 checkpoint tests/data/demo-stage1/
 #      (DEMO_STAGE1_MODEL), a small Qwen3-VL of the real architecture trained from scratch here;
 #   3. Stage-2 from that checkpoint (configs/demo/stage2.yaml = configs/stage2/mixture.yaml's seed
@@ -22,8 +23,9 @@
 #
 # scripts/demo.sh --from-scratch [train flags...]: the recipe of the demo's Stage-1 checkpoint
 # (configs/demo/): derive-tokenizer (Qwen3's first 4,000 merges) -> make-tiny (configs/demo/model.yaml)
-# -> make-demo-data (128x128 shapes) -> check-data -> Stage-1 SFT in two phases (configs/demo/stage1.yaml
-# to step 900, then configs/demo/stage1_continue.yaml from those weights), all under runs/demo-stage1/
+# -> make-demo-data (128x128 shapes) -> check-data -> Stage-1 SFT in five phases (configs/demo/stage1.yaml
+# to step 900, then configs/demo/stage1_continue.yaml from the last weights four times, the last two on
+# the 3-shape x 4-colour task), all under runs/demo-stage1/
 # (DEMO_STAGE1_DIR). Resumable: run it again to continue from the newest checkpoint; extra flags go
 # to every `train` call.
 #
@@ -68,6 +70,9 @@ fi
 
 scripts/setup.sh
 BIN="${BUILD_DIR:-build}/coordexp-train"
+# The demo's task since session 23: 3 shapes x 4 colours (the shipped Stage-1 checkpoint's last two
+# phases trained on it; the first three used all 4 x 5).
+DEMO_SHAPES=(--shapes circle,rectangle,triangle --colours red,green,blue,yellow)
 TOK="${COORDEXP_TOKENIZER_DIR:-$here/.cache/tokenizer-qwen3}"
 
 if [[ "${1:-}" == "--from-scratch" ]]; then
@@ -137,7 +142,34 @@ if [[ "${1:-}" == "--from-scratch" ]]; then
   "$BIN" train "${RUN3[@]}" --set train.max_steps=12000 --set train.stop_at_step=1980 "$@"
   phase "Stage-1 phase 3b (the same run shortened to 3,600 steps)"
   "$BIN" train "${RUN3[@]}" --set train.max_steps=3600 "$@"
-  phase "done: checkpoints in $WORK/run3 (metrics.jsonl, train.log); the shipped copy is tests/data/demo-stage1/"
+  # Phases 4 and 5 (session 23) narrow the task to the demo's 3 shapes x 4 colours (the data the
+  # default demo evaluates on): phase 3's step-3,600 weights with a fresh AdamW, a 7,000-step cosine at
+  # lr 4e-4 (100 warmup steps), then its last weights again, a 4,000-step cosine at lr 2e-4. Detection
+  # eval on 40 val images every 500 / 1,000 steps (eval does not change the training trajectory).
+  if [[ ! -f "$WORK/data_demo/val.jsonl" ]]; then
+    phase "writing the demo's 3-shape x 4-colour dataset (128x128)"
+    "$BIN" make-demo-data --out "$WORK/data_demo" --train "${DEMO_TRAIN_IMAGES:-10000}" --val "${DEMO_VAL_IMAGES:-200}" \
+      --size 128 --seed 0 "${DEMO_SHAPES[@]}"
+  fi
+  if [[ ! -f "$WORK/phase3/model.safetensors" ]]; then
+    model_files "$WORK/run3/checkpoint-3600" "$WORK/phase3"
+  fi
+  NARROW=(--set data.train_jsonl="[$WORK/data_demo/train.jsonl]"
+          --set data.val_jsonl="[$WORK/data_demo/val.jsonl]"
+          --set checkpoint.every=250 --set checkpoint.keep_last=3
+          --set eval.detection=true --set eval.max_images=40 --set rollout.max_new_tokens=256)
+  phase "Stage-1 phase 4 (from phase 3's step 3,600 on 3 shapes x 4 colours: a 7,000-step cosine at lr 4e-4)"
+  "$BIN" train --config configs/demo/stage1_continue.yaml --set model.path="$WORK/phase3" "${NARROW[@]}" \
+    --set train.output_dir="$WORK/run4" --set optim.lr=4e-4 --set optim.warmup_steps=100 \
+    --set train.max_steps=7000 --set train.eval_every=500 "$@"
+  if [[ ! -f "$WORK/phase4/model.safetensors" ]]; then
+    model_files "$WORK/run4/checkpoint-7000" "$WORK/phase4"
+  fi
+  phase "Stage-1 phase 5 (from phase 4's step 7,000: a 4,000-step cosine at lr 2e-4)"
+  "$BIN" train --config configs/demo/stage1_continue.yaml --set model.path="$WORK/phase4" "${NARROW[@]}" \
+    --set train.output_dir="$WORK/run5" --set optim.lr=2e-4 --set optim.warmup_steps=50 \
+    --set train.max_steps=4000 --set train.eval_every=1000 "$@"
+  phase "done: checkpoints in $WORK/run5 (metrics.jsonl, train.log); the shipped copy is tests/data/demo-stage1/ (run5/checkpoint-4000's model files)"
   exit 0
 fi
 
@@ -282,12 +314,19 @@ print_phases() {
 DATA="$WORK/data"
 VAL="$DATA/val.jsonl"
 TRAIN="$DATA/train.jsonl"
+TASK="${DEMO_SHAPES[*]}"   # recorded in DATA/.task: a DEMO_DIR made for another task is not reused
 if [[ -f "$VAL" && -f "$TRAIN" ]]; then
+  if [[ "$(cat "$DATA/.task" 2>/dev/null)" != "$TASK" ]]; then
+    echo "demo: $DATA holds another demo task than '$TASK' (made before the demo moved to 3 shapes x 4" >&2
+    echo "      colours); its results would not compare with the shipped checkpoint: run scripts/demo.sh --fresh" >&2
+    exit 2
+  fi
   skipped "data" "$DATA exists"
 else
   rm -rf "$DATA.tmp"
   phase "data" "$BIN" make-demo-data --out "$DATA.tmp" \
-    --train "${DEMO_TRAIN_IMAGES:-2000}" --val 200 --size 128 --seed 0
+    --train "${DEMO_TRAIN_IMAGES:-2000}" --val 200 --size 128 --seed 0 "${DEMO_SHAPES[@]}"
+  echo "$TASK" > "$DATA.tmp/.task"
   mv "$DATA.tmp" "$DATA"
 fi
 DATA_SETS=(--set data.train_jsonl="[$TRAIN]" --set data.val_jsonl="[$VAL]")
