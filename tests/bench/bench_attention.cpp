@@ -1,11 +1,11 @@
 // bench_attention: peak memory and time of forward + backward through one Qwen3-VL-2B-shaped block
 // with eager or chunked attention (attention.h), one configuration per process so the peak is its own.
-//   bench_attention --block text|vision --impl eager|chunked [--tokens 2048] [--iters 2]
+//   bench_attention --block text|vision --impl eager|chunked [--tokens 2048] [--iters 2] [--image-side 64]
 // text: one decoder layer (hidden 2048, 16 query / 8 KV heads, head_dim 128, SwiGLU 6144), batch 1,
 // causal over --tokens tokens, the mask built inside the step as the model builds it (eager: the dense
 // [1, 1, T, T] bias). vision: one ViT block (width 1024, 16 heads, MLP 4096) over one 1024x1024 image
-// (64 x 64 = 4096 patches; --tokens is ignored). Random weights, float32, CPU. Prints ms per step
-// (median of --iters after one warm-up step) and the peak RSS growth over the RSS after setup
+// (64 x 64 = 4096 patches; --image-side sets the patches per side, even; --tokens is ignored).
+// Random weights, float32, CPU. Prints ms per step (median of --iters after one warm-up step) and the peak RSS growth over the RSS after setup
 // (weights, inputs); parameter gradients (allocated by the first backward) are part of the growth.
 // Threads: COORDEXP_BENCH_THREADS (default all hardware threads).
 #include <malloc.h>
@@ -74,20 +74,22 @@ cm::VisionConfig vision_2b() {
 
 int main(int argc, char** argv) {
   std::string block = "text", impl = "chunked";
-  int64_t T = 2048, iters = 2;
+  int64_t T = 2048, iters = 2, image_side = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--block") block = v;
     else if (k == "--impl") impl = v;
     else if (k == "--tokens") T = std::stoll(v);
+    else if (k == "--image-side") image_side = std::stoll(v);
     else if (k == "--iters") iters = std::stoll(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
     }
   }
-  if ((block != "text" && block != "vision") || (impl != "eager" && impl != "chunked")) {
-    std::fprintf(stderr, "--block text|vision --impl eager|chunked\n");
+  if ((block != "text" && block != "vision") || (impl != "eager" && impl != "chunked") || image_side < 2 ||
+      image_side % 2 != 0) {
+    std::fprintf(stderr, "--block text|vision --impl eager|chunked [--image-side EVEN >= 2]\n");
     return 2;
   }
   // Large blocks straight to mmap, so freed temporaries leave RSS and growth measures live memory.
@@ -125,8 +127,8 @@ int main(int argc, char** argv) {
     const auto c = vision_2b();
     vblock = cm::VisionBlock(c, opts);
     init_params(*vblock);
-    const auto grid = torch::tensor({int64_t(1), int64_t(64), int64_t(64)}, torch::kLong).view({1, 3});
-    rows = 64 * 64;
+    const auto grid = torch::tensor({int64_t(1), image_side, image_side}, torch::kLong).view({1, 3});
+    rows = image_side * image_side;
     x = torch::randn({rows, c.hidden_size}).requires_grad_(true);
     dy = torch::randn({rows, c.hidden_size});
     std::tie(cos, sin) = cm::vision_rope_cos_sin(grid, c.head_dim(), c.spatial_merge_size);

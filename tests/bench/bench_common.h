@@ -10,8 +10,12 @@
 
 namespace coordexp::bench {
 
+// COORDEXP_BENCH_SMOKE set (the bench-smoke ctest label): shapes shrink to a few thousand
+// parameters per layer, so every benchmark runs once quickly and keeps compiling and working.
+inline bool smoke_run() { return std::getenv("COORDEXP_BENCH_SMOKE") != nullptr; }
+
 // Text decoder hidden 768, 12 layers, 12 query / 4 KV heads, SwiGLU 2048, vocab 32000 (tied);
-// vision depth 4, width 384, DeepStack taps at blocks 1 and 2.
+// vision depth 4, width 384, DeepStack taps at blocks 1 and 2 (smoke: see below).
 inline model::Qwen3VLConfig medium_config() {
   model::Qwen3VLConfig c;
   c.text.vocab_size = 32000;
@@ -33,6 +37,21 @@ inline model::Qwen3VLConfig medium_config() {
   c.video_token_id = 31001;
   c.vision_start_token_id = 31002;
   c.vision_end_token_id = 31003;
+  if (smoke_run()) {  // the bench-smoke ctest label: the same code paths at a tiny width and depth
+    c.text.hidden_size = 64;
+    c.text.intermediate_size = 128;
+    c.text.num_hidden_layers = 2;
+    c.text.num_attention_heads = 4;
+    c.text.num_key_value_heads = 2;
+    c.text.head_dim = 16;
+    c.text.mrope_section = {4, 2, 2};
+    c.vision.depth = 2;
+    c.vision.hidden_size = 32;
+    c.vision.num_heads = 2;
+    c.vision.intermediate_size = 64;
+    c.vision.out_hidden_size = 64;
+    c.vision.deepstack_visual_indexes = {1};
+  }
   c.validate("bench");
   return c;
 }

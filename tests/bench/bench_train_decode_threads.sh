@@ -3,7 +3,7 @@
 # demo's Stage-2 (configs/demo/stage2.yaml: A N=2 + sync B, b_ratio 0.25, batch 4) from the shipped
 # Stage-1 checkpoint on 64 make-demo-data images, 16 steps per run, ROUNDS alternating rounds;
 # medians over steps 2.. of each run from metrics.jsonl (A step, B step, B rollout, rollout tokens/s).
-# Usage: tests/bench/bench_train_decode_threads.sh [BIN] [ROUNDS]   (BIN default build/coordexp-train;
+# Usage: [STEPS=16] tests/bench/bench_train_decode_threads.sh [BIN] [ROUNDS]   (BIN default build/coordexp-train;
 # pass an older binary to compare builds). BUSY=1: one core taken by a busy loop pinned to the last
 # CPU (taskset, nice 0) for the whole measurement.
 set -euo pipefail
@@ -22,7 +22,7 @@ fi
 run() {  # threads out
   (cd "$here" && "$bin" --log-level warn train --config configs/demo/stage2.yaml --set model.path=tests/data/demo-stage1 \
     --set "data.train_jsonl=[$work/data/train.jsonl]" --set "data.val_jsonl=[$work/data/val.jsonl]" \
-    --set train.output_dir="$2" --set train.max_steps=16 --set train.num_threads="$1" --set train.eval_every=0 \
+    --set train.output_dir="$2" --set train.max_steps="${STEPS:-16}" --set train.num_threads="$1" --set train.eval_every=0 \
     --set log.progress=off --set checkpoint.every=0 --set train.log_every=1 >/dev/null 2>&1)
 }
 for r in $(seq 1 "$rounds"); do

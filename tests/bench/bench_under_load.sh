@@ -5,7 +5,8 @@
 # ../shared/bench/bench_python_step.py (tests/bench/specs/small_152k.yaml: ~101M parameters, the real
 # 152,670-row vocabulary), Stage-1, one 256x256 synthetic image per step, AdamW, CPU float32.
 # Step time = median over steps 2..STEPS of 1 / samples_per_s (log_every 1, batch 1).
-# Usage: tests/bench/bench_under_load.sh [BUILD_DIR] [STEPS]
+# Usage: [SPEC=model.yaml] tests/bench/bench_under_load.sh [BUILD_DIR] [STEPS]   (SPEC: another
+# make-tiny spec, e.g. tests/data/make_tiny/tiny.yaml for the bench-smoke label)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${1:-$here/build}"
@@ -17,7 +18,7 @@ load_pid=""
 trap '[[ -n $load_pid ]] && kill $load_pid 2>/dev/null; rm -rf "$work"' EXIT
 last_cpu=$(( $(nproc) - 1 ))
 
-"$bin" --log-level warn make-tiny --spec "$here/tests/bench/specs/small_152k.yaml" --tokenizer "$tok" --out "$work/raw" >/dev/null
+"$bin" --log-level warn make-tiny --spec "${SPEC:-$here/tests/bench/specs/small_152k.yaml}" --tokenizer "$tok" --out "$work/raw" >/dev/null
 "$bin" --log-level warn expand-vocab --src "$work/raw" --dst "$work/model" >/dev/null
 rm -rf "$work/raw"
 "$bin" --log-level warn make-synthetic-data --out "$work/data" --num-train 16 --num-val 2 --width 256 --height 256 >/dev/null
