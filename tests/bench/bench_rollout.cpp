@@ -127,8 +127,11 @@ void BM_Generate100MStaggered(benchmark::State& state) { run(state, medium_model
 
 }  // namespace
 
-BENCHMARK(BM_GenerateTiny)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK(BM_Generate100M)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(5.0);
-BENCHMARK(BM_Generate100MStaggered)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(5.0);
+// bench-smoke (COORDEXP_BENCH_SMOKE): one pass each instead of seconds of them.
+const double kShortMinTime = coordexp::bench::smoke_run() ? 0.001 : 2.0;
+const double kLongMinTime = coordexp::bench::smoke_run() ? 0.001 : 5.0;
+BENCHMARK(BM_GenerateTiny)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(kShortMinTime);
+BENCHMARK(BM_Generate100M)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(kLongMinTime);
+BENCHMARK(BM_Generate100MStaggered)->Arg(8)->Unit(benchmark::kMillisecond)->MinTime(kLongMinTime);
 
 BENCHMARK_MAIN();
