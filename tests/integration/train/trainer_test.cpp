@@ -407,7 +407,8 @@ TEST(Trainer, CheckpointReloadsWithIdenticalLogitsAndFrozenGroupsStayPut) {
                         "trainer_state/rng.safetensors", "trainer_state/config.yaml"})
     EXPECT_TRUE(fs::exists(fs::path(r.last_checkpoint) / f)) << f;
 
-  auto reloaded = model::Qwen3VL::load(r.last_checkpoint);
+  // Reloaded with the trainer's runtime (model.attn_implementation etc.), so equal logits mean equal weights.
+  auto reloaded = model::Qwen3VL::load(r.last_checkpoint, t.model().runtime());
   const auto initial = model::Qwen3VL::load(Assets::get().model_dir).named_parameters();
   for (const auto& [k, p] : reloaded.named_parameters()) {
     EXPECT_TRUE(torch::equal(p, t.model().named_parameters().at(k))) << k;
@@ -423,7 +424,7 @@ TEST(Trainer, CheckpointReloadsWithIdenticalLogitsAndFrozenGroupsStayPut) {
   in.logits = model::LogitsRequest::all();
   const auto a = t.model().forward(in).logits, b = reloaded.forward(in).logits;
   EXPECT_TRUE(torch::equal(a, b));
-  EXPECT_FALSE(torch::equal(a, model::Qwen3VL::load(Assets::get().model_dir).forward(in).logits));
+  EXPECT_FALSE(torch::equal(a, model::Qwen3VL::load(Assets::get().model_dir, t.model().runtime()).forward(in).logits));
 }
 
 TEST(Trainer, NonFiniteStepsAreSkippedNamedAndAbortAfterTheLimit) {

@@ -14,7 +14,7 @@ struct ModelOptions {
   std::string path;                          // Hugging Face model directory (config.json + safetensors)
   std::string dtype = "float32";             // dtype parameters are kept in: float32 | bfloat16
   std::string device = "auto";               // auto (cuda if available, else cpu) | cpu | cuda
-  std::string attn_implementation = "eager";  // eager (dense scores) | sdpa (fused kernel) | chunked (memory-efficient)
+  std::string attn_implementation = "chunked";  // chunked (no T x T tensor; docs/performance.md) | eager | sdpa
   bool cuda_autocast = true;                 // CUDA only: bf16 autocast for matmuls; CPU always computes float32
   bool gradient_checkpointing_text = false;  // recompute each decoder layer in backward (saves memory)
   bool gradient_checkpointing_vision = false;  // recompute each vision block in backward
