@@ -395,7 +395,9 @@ ForwardOutput Qwen3VL::forward(const ForwardInputs& in) {
   } else {
     // Without padding nothing but the causal order masks, for the whole batch; a tail's queries sit
     // at [P, T) of the same keys (the rows [P, T) of the full forward's mask).
-    if (mask.defined() && !mask.all().item<bool>()) plan.mask.key_valid = mask;
+    // Padding check on the host mask the caller passed when it is there (no device read back).
+    const auto& host_or_device = in.attention_mask.defined() && in.attention_mask.device().is_cpu() ? in.attention_mask : mask;
+    if (mask.defined() && !host_or_device.ne(0).all().item<bool>()) plan.mask.key_valid = mask;
     plan.mask.query_offsets = {P};
     plan.causal_only = !plan.mask.key_valid.defined() && P == 0;
     if (plan.kind != AttentionKind::kChunked)

@@ -72,14 +72,15 @@ std::vector<Sample> samples() {
 
 torch::Tensor ids_tensor(const std::vector<int64_t>& ids) { return torch::tensor(ids, torch::kLong).unsqueeze(0); }
 
-cm::VisionFeatures encode(const std::vector<const Sample*>& batch) {
+// The batch's images, in order, through m's vision tower (default: the shared float64 fixture model).
+cm::VisionFeatures encode(const std::vector<const Sample*>& batch, cm::Qwen3VL& m = model()) {
   std::vector<torch::Tensor> px, grid;
   for (const auto* s : batch)
     for (const auto& im : s->images) {
       px.push_back(im.pixels);
       grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
     }
-  return model().encode_images(torch::cat(px), torch::cat(grid));
+  return m.encode_images(torch::cat(px), torch::cat(grid));
 }
 
 // Full forward of one unpadded sample: logits [T, V].
@@ -308,13 +309,7 @@ TEST(Qwen3VLForward, ChunkedAttentionMatchesEagerWithGradients) {
     auto m = cm::Qwen3VL::load(kFixture, rt);
     m.set_gradient_checkpointing(ckpt, ckpt);
     const auto p = pad({ss[0].ids, ss[1].ids}, left);
-    std::vector<torch::Tensor> px, grid;
-    for (const auto& s : ss)
-      for (const auto& im : s.images) {
-        px.push_back(im.pixels);
-        grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
-      }
-    auto vision = m.encode_images(torch::cat(px), torch::cat(grid));
+    auto vision = encode({&ss[0], &ss[1]}, m);
     cm::ForwardInputs in;
     in.input_ids = p.ids;
     in.attention_mask = p.mask;
@@ -353,14 +348,8 @@ TEST(Qwen3VLForward, ChunkedKvCachePrefillAndDecodeEqualFullForward) {
   rt.attention = cm::AttentionKind::kChunked;
   auto chunked = cm::Qwen3VL::load(kFixture, rt);
   const auto ss = samples();
-  std::vector<torch::Tensor> px, grid;
-  for (const auto& s : ss)
-    for (const auto& im : s.images) {
-      px.push_back(im.pixels);
-      grid.push_back(torch::tensor(im.grid, torch::kLong).unsqueeze(0));
-    }
-  auto vision_eager = eager.encode_images(torch::cat(px), torch::cat(grid));
-  auto vision_chunked = chunked.encode_images(torch::cat(px), torch::cat(grid));
+  auto vision_eager = encode({&ss[0], &ss[1]}, eager);
+  auto vision_chunked = encode({&ss[0], &ss[1]}, chunked);
   EXPECT_LE(max_abs(vision_chunked.image_embeds, vision_eager.image_embeds),
             1e-10 * vision_eager.image_embeds.abs().max().item<double>());
   const int64_t B = 2;
