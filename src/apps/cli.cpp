@@ -12,6 +12,7 @@
 
 #include "apps/commands.h"
 #include "coordexp/util/error.h"
+#include "coordexp/util/heap.h"
 #include "coordexp/util/log.h"
 #include "coordexp/util/threads.h"
 
@@ -80,6 +81,8 @@ int run_cli(int argc, const char* const* argv) {
   }
   try {
     util::init_logging({flags.log_level, util::rank_from_env(), ""});
+    for (auto& r : regs)  // training only: before its first large tensor (util/heap.h)
+      if (r.sub && r.sub->parsed() && r.sub->get_name() == "train") spdlog::debug("{}", util::configure_heap());
     for (auto& r : regs)
       if (r.sub && r.sub->parsed()) configure_threads(r.sub->get_name());
     for (auto& r : regs)

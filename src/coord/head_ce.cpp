@@ -1,5 +1,6 @@
 // Chunked LM head + token CE (head_ce.h): a custom autograd function over row chunks; the forward
-// keeps the CE gradient for the declared loss weights, the backward reuses or recomputes it.
+// keeps the CE gradient for the declared loss weights (all of it when K >= H, else its last chunk),
+// the backward reuses it or recomputes the rest.
 #include "coordexp/coord/head_ce.h"
 
 #include <atomic>
@@ -56,6 +57,12 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
     torch::Tensor lse = torch::empty({K}, hidden.options().dtype(dt));
     // A frozen head (adapter training) gets no [V, H] weight gradient at all.
     const bool weight_grad = weight.requires_grad();
+    // Otherwise the forward keeps the CE gradient of its last chunk ([n <= chunk, V]: no more than
+    // the chunk's logits it already holds), so the backward recomputes every chunk but that one,
+    // and none when all K rows fit in one chunk (one sample's answer, usually).
+    const bool keep_last = !grads && (hidden.requires_grad() || weight.requires_grad()) &&
+                           scale.abs().sum().item<double>() > 0.0;
+    torch::Tensor last_g;
     torch::Tensor pre_gh, pre_gw;
     if (grads) {
       pre_gh = torch::empty_like(hidden);
@@ -72,6 +79,7 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
       const torch::Tensor ce = (lse_c - logits.gather(1, tgt.unsqueeze(1)).squeeze(1)).mul(has.narrow(0, r0, n).to(dt));
       const torch::Tensor w = row_weight.narrow(0, r0, n).to(dt);
       sums.index_add_(0, term.narrow(0, r0, n).clamp_min(0), ce * w);
+      if (keep_last && r0 + n == K) last_g = ce_logit_grad(logits, lse_c, tgt, a.narrow(0, r0, n));
       if (grads) {
         const torch::Tensor g = ce_logit_grad(logits, lse_c, tgt, a.narrow(0, r0, n));
         pre_gh.narrow(0, r0, n).copy_(torch::matmul(g.to(W.scalar_type()), W));
@@ -86,6 +94,7 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
       ctx->saved_data["pre_gh"] = pre_gh;
       if (weight_grad) ctx->saved_data["pre_gw"] = pre_gw;
     }
+    if (last_g.defined()) ctx->saved_data["last_g"] = last_g;
     return {sums, coord};
   }
 
@@ -109,34 +118,56 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
     const double* g = g_sums.data_ptr<double>();
     const double* s = scale_cpu.data_ptr<double>();
     const int64_t* has = present.data_ptr<int64_t>();
-    bool reuse = ctx->saved_data.count("pre_gh") > 0;
+    // c: incoming = c x declared for every term with rows (the trainer: c = 1); then what the
+    // forward kept, times c, is the exact gradient.
+    bool proportional = true;
     double c = 0.0;
     for (int t = 0; t < kNumHeadCeTerms; ++t)
       if (has[t] > 0 && s[t] != 0.0) {
         c = g[t] / s[t];
         break;
       }
-    for (int t = 0; t < kNumHeadCeTerms && reuse; ++t)
-      if (has[t] > 0) reuse = std::abs(g[t] - c * s[t]) <= 1e-12 * std::max(std::abs(g[t]), 1e-300);
+    for (int t = 0; t < kNumHeadCeTerms && proportional; ++t)
+      if (has[t] > 0) proportional = std::abs(g[t] - c * s[t]) <= 1e-12 * std::max(std::abs(g[t]), 1e-300);
     torch::Tensor gh, gw;
     const torch::Tensor W = weight.to(hidden.scalar_type());
-    if (reuse) {
-      gh = ctx->saved_data["pre_gh"].toTensor() * c;
-      if (weight_grad) gw = ctx->saved_data["pre_gw"].toTensor() * c;
+    // Taken out of the context, not copied: autograd keeps a node's saved_data until the whole graph
+    // is freed (after the rest of the backward), and the [V, H] buffer is the size of the head.
+    auto take = [&](const char* key) {
+      const auto it = ctx->saved_data.find(key);
+      if (it == ctx->saved_data.end()) return torch::Tensor();
+      torch::Tensor t = it->second.toTensor();
+      ctx->saved_data.erase(it);
+      return t;
+    };
+    torch::Tensor pre_gh = take("pre_gh"), pre_gw = take("pre_gw"), last_g = take("last_g");
+    if (proportional && pre_gh.defined()) {
+      gh = c == 1.0 ? pre_gh : pre_gh * c;
+      if (weight_grad) gw = c == 1.0 ? pre_gw : pre_gw * c;
     } else {
-      // The incoming gradients differ from the declared ones: go over the chunks again with them.
-      ++g_backward_passes;
-      gh = torch::zeros_like(hidden);
-      if (weight_grad) gw = torch::zeros({weight.size(0), hidden.size(1)}, weight.options().dtype(dt));
+      // Chunk by chunk: the kept last chunk's gradient (times c), or the chunk recomputed with the
+      // incoming gradients. The first chunk's weight gradient is written, not added to zeros.
+      const bool use_last = proportional && last_g.defined();
+      if (!use_last || K > chunk) ++g_backward_passes;
+      gh = torch::empty_like(hidden);
       const torch::Tensor a = row_coefficients(term, row_weight, g_sums.to(hidden.device()), dt);
       for (int64_t r0 = 0; r0 < K; r0 += chunk) {
         const int64_t n = std::min(chunk, K - r0);
         const torch::Tensor h = hidden.narrow(0, r0, n);
-        const torch::Tensor logits = torch::matmul(h, W.t()).to(dt);
-        const torch::Tensor gl = ce_logit_grad(logits, lse.narrow(0, r0, n), targets.narrow(0, r0, n), a.narrow(0, r0, n));
+        torch::Tensor gl;
+        if (use_last && r0 + n == K) {
+          gl = c == 1.0 ? last_g : last_g * c;
+        } else {
+          const torch::Tensor logits = torch::matmul(h, W.t()).to(dt);
+          gl = ce_logit_grad(logits, lse.narrow(0, r0, n), targets.narrow(0, r0, n), a.narrow(0, r0, n));
+        }
         gh.narrow(0, r0, n).copy_(torch::matmul(gl.to(W.scalar_type()), W));
-        if (weight_grad) gw.addmm_(gl.t(), h.to(dt));
+        if (weight_grad) {
+          if (r0 == 0) gw = torch::matmul(gl.t(), h.to(dt));
+          else gw.addmm_(gl.t(), h.to(dt));
+        }
       }
+      if (weight_grad && K == 0) gw = torch::zeros({weight.size(0), hidden.size(1)}, weight.options().dtype(dt));
     }
     if (g_coord.defined()) {
       const torch::Tensor Wc = W.narrow(0, first, CoordIdRange::kNumBins);

@@ -112,6 +112,7 @@ AdamWSettings adamw_settings(const config::OptimOptions& o) {
   s.beta2 = o.betas.at(1);
   s.eps = o.eps;
   s.weight_decay = o.weight_decay;
+  s.fused = o.fused;
   auto group = [](const config::ParamGroupOptions& g) { return GroupSettings{g.lr_mult, g.weight_decay_mult, g.freeze}; };
   s.groups[static_cast<int>(ParamGroup::kVision)] = group(o.vision);
   s.groups[static_cast<int>(ParamGroup::kMerger)] = group(o.merger);

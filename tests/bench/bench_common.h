@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "coordexp/model/config.h"
+#include "coordexp/util/heap.h"
 #include "coordexp/util/threads.h"
 
 namespace coordexp::bench {
@@ -56,9 +57,11 @@ inline model::Qwen3VLConfig medium_config() {
   return c;
 }
 
-// Once per process, before the first matmul (BLIS reads its thread count at its first call).
+// Once per process, before the first matmul (BLIS reads its thread count at its first call); also
+// the trainer's heap policy (util/heap.h), so benchmarks allocate as the program does.
 inline void set_bench_threads() {
   static const bool done = [] {
+    util::configure_heap();
     const char* env = std::getenv("COORDEXP_BENCH_THREADS");
     util::set_compute_threads(env ? std::atoi(env) : util::default_compute_threads());
     return true;

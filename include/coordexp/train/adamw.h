@@ -31,6 +31,11 @@ struct AdamWSettings {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;  // decoupled: p -= lr x wd x p before the Adam update (decay slices only)
+  // One pass per element where the kernel applies (float32 contiguous CPU slices on a CPU with AVX2 +
+  // FMA, LibTorch's AVX2/AVX512 kernels in use): the arithmetic of the tensor-op update, operation for
+  // operation, so the result is the same bit for bit (tests/unit/train/optim_test.cpp); elsewhere, and
+  // with fused = false, the tensor-op update.
+  bool fused = true;
   std::array<GroupSettings, kNumParamGroups> groups{};
   const GroupSettings& of(ParamGroup g) const { return groups[static_cast<int>(g)]; }
 };
@@ -54,6 +59,8 @@ class AdamW {
   // One update at base learning rate `lr`. A slice without a gradient is left alone (no decay, no
   // moment update, its step count unchanged), as torch.optim does.
   void step(double lr);
+  // Whether step() uses the one-pass kernel on this machine for float32 CPU slices.
+  static bool fused_kernel_available();
   // Drops the gradients of every trainable tensor (set to none).
   void zero_grad();
 

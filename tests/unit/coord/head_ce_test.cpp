@@ -3,7 +3,8 @@
 // autograd through ordinary ops as the reference. Values and gradients (hidden and head weight) must
 // agree to 1e-10 relative for every chunk size, on the path that reuses the forward's gradient
 // (incoming gradients = declared scale, or a multiple of it) and on the recomputing one (other
-// gradients, or K < H so no gradient is kept), with the coord columns' own gradient added.
+// gradients, or K < H so only the last chunk's CE gradient is kept), with the coord columns' own
+// gradient added.
 #include <gtest/gtest.h>
 
 #include "coordexp/coord/decode.h"
@@ -77,9 +78,16 @@ TEST(ChunkedHeadCe, RecomputesWithTheActualGradientsOtherwise) {
   // Incoming gradients that are not a multiple of the declared ones: exact through the second pass.
   check(p, {0.5, 0.25, 2.0}, {1.0, 0.0, 3.0}, 6, true);
   check(p, {0.0, 0.0, 0.0}, {1.0, 1.0, 1.0}, 9, true);  // nothing declared: no gradient kept
-  // K < H: the [V, H] buffer would exceed the logits, so none is kept and the backward recomputes.
+  // K < H: the [V, H] buffer would exceed the logits, so only the last chunk's gradient is kept and
+  // the backward recomputes the others ...
   const Problem wide = make(12, 32, 1180, 3);
   check(wide, {1.0, 1.0, 1.0}, {1.0, 1.0, 1.0}, 4, true);
+  check(wide, {1.0, 1.0, 1.0}, {1.0, 1.0, 1.0}, 5, true);  // a short last chunk
+  // ... or none of them when every row fits in one chunk, also for a multiple of the declared
+  // gradients; gradients that are not a multiple recompute that chunk too.
+  check(wide, {0.5, 0.25, 2.0}, {0.5, 0.25, 2.0}, 12, false);
+  check(wide, {0.5, 0.25, 2.0}, {1.5, 0.75, 6.0}, 64, false);
+  check(wide, {0.5, 0.25, 2.0}, {1.0, 0.0, 3.0}, 64, true);
 }
 
 TEST(ChunkedHeadCe, RowsWithoutATermOnlyFeedTheCoordColumns) {

@@ -1,5 +1,5 @@
 // Optimizer pieces of the trainer: AdamW against torch::optim::AdamW bit for bit (whole tensors and
-// row slices with their own lr/wd), freezing, the state round trip through safetensors (continuing
+// row slices with their own lr/wd; the one-pass kernel on large slices over two threads), freezing, the state round trip through safetensors (continuing
 // from a reloaded state is bit-identical) and its error messages, gradient norm / clipping against
 // torch::nn::utils::clip_grad_norm_, parameter partitioning by key, the lr schedule's values, and the
 // float32 master weights of bfloat16 parameters.
@@ -86,6 +86,70 @@ TEST(AdamW, MatchesTorchAdamWBitForBitOnWholeTensorsAndRowSlices) {
   EXPECT_TRUE(bit_equal(B, norm.detach()));
   EXPECT_TRUE(bit_equal(V, vis.detach()));
   EXPECT_FALSE(torch::equal(W, w0));
+}
+
+// The one-pass kernel (optim.fused, the default) on slices large enough for LibTorch to split its
+// kernels across threads and take its vectorized paths, with odd lengths (scalar tails on both sides),
+// weight decay on and off, and extreme gradients (tiny, huge, zero): bit for bit torch::optim::AdamW,
+// and bit for bit the op-by-op update (fused = false) of this class.
+TEST(AdamW, FusedUpdateIsBitIdenticalToTorchAdamWAndToTheOpByOpUpdateOnLargeSlices) {
+  if (!AdamW::fused_kernel_available()) GTEST_SKIP() << "no AVX2 + FMA here: the fused kernel is not used";
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(2);
+  torch::manual_seed(11);
+  const auto w0 = torch::randn({1001, 333}), b0 = torch::randn({100003});
+  auto make = [&] {
+    return std::map<std::string, torch::Tensor>{{"model.language_model.embed_tokens.weight", w0.clone()},
+                                                {"model.language_model.norm.weight", b0.clone()}};
+  };
+  auto fused_params = make(), plain_params = make();
+  AdamWSettings st;
+  st.beta1 = 0.9;
+  st.beta2 = 0.999;
+  st.eps = 1e-8;
+  st.weight_decay = 0.05;
+  AdamWSettings plain_st = st;
+  plain_st.fused = false;
+  AdamW fused(partition_parameters(fused_params, {0, 0}), st);
+  AdamW plain(partition_parameters(plain_params, {0, 0}), plain_st);
+
+  using torch::optim::AdamWOptions;
+  auto ref_w = w0.clone().requires_grad_(), ref_b = b0.clone().requires_grad_();
+  const double lr = 3e-3;
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{ref_w},
+                      std::make_unique<AdamWOptions>(AdamWOptions(lr).weight_decay(0.05)));
+  groups.emplace_back(std::vector<torch::Tensor>{ref_b},  // 1-D: never decayed
+                      std::make_unique<AdamWOptions>(AdamWOptions(lr).weight_decay(0.0)));
+  torch::optim::AdamW ref(std::move(groups), AdamWOptions(lr));
+
+  for (int k = 0; k < 5; ++k) {
+    torch::Tensor gw = torch::randn(w0.sizes()) * std::pow(10.0, k - 2);
+    gw.view(-1).slice(0, 0, 1000).mul_(1e-20);   // sub-eps gradients
+    gw.view(-1).slice(0, 1000, 2000).mul_(1e15);  // huge ones
+    gw.view(-1).slice(0, 2000, 2100).zero_();
+    const torch::Tensor gb = torch::randn(b0.sizes());
+    for (auto* m : {&fused_params, &plain_params}) {
+      set_grad((*m)["model.language_model.embed_tokens.weight"], gw);
+      set_grad((*m)["model.language_model.norm.weight"], gb);
+    }
+    set_grad(ref_w, gw);
+    set_grad(ref_b, gb);
+    fused.step(lr);
+    plain.step(lr);
+    ref.step();
+  }
+  at::set_num_threads(threads_before);
+  const auto& fw = fused_params["model.language_model.embed_tokens.weight"];
+  const auto& fb = fused_params["model.language_model.norm.weight"];
+  EXPECT_TRUE(bit_equal(fw, ref_w.detach()));
+  EXPECT_TRUE(bit_equal(fb, ref_b.detach()));
+  EXPECT_TRUE(bit_equal(fw, plain_params["model.language_model.embed_tokens.weight"]));
+  EXPECT_TRUE(bit_equal(fb, plain_params["model.language_model.norm.weight"]));
+  const auto fs = fused.state_tensors(), ps = plain.state_tensors();
+  ASSERT_EQ(fs.size(), ps.size());
+  for (size_t i = 0; i < fs.size(); ++i) EXPECT_TRUE(bit_equal(fs[i].second, ps[i].second)) << fs[i].first;
+  EXPECT_GT((fw - w0).abs().max().item<float>(), 1e-3f);
 }
 
 TEST(AdamW, FrozenGroupsAndRowsStayPutAndStateRoundTripContinuesBitExactly) {

@@ -52,6 +52,7 @@ struct OptimOptions {
   std::string schedule = "cosine";           // decay after warmup: cosine | linear | constant
   double min_lr_ratio = 0.1;                 // final lr = lr x min_lr_ratio (cosine/linear)
   double grad_clip = 1.0;                    // global grad-norm clip; 0 = off
+  bool fused = true;                         // one pass per element on CPU (train/adamw.h)
   ParamGroupOptions vision;                  // vision tower (patch embed + blocks)
   ParamGroupOptions merger;                  // patch merger and deepstack mergers
   ParamGroupOptions language_model;          // text decoder (except the coord rows)
@@ -83,6 +84,11 @@ void visit_fields(V& v, OptimOptions& o) {
                                 "linear schedules).").range(0, 1), o.min_lr_ratio);
   v.field(Field("grad_clip", "Clip the global gradient L2 norm to this value; 0 = no clipping.")
               .min(0), o.grad_clip);
+  v.field(Field("fused", "AdamW update in one pass over each parameter slice (CPU with AVX2 + FMA: "
+                         "reads parameter, gradient and both moments once, writes three) instead of "
+                         "nine tensor operations; the same float32 arithmetic in the same order. "
+                         "false = the operation-by-operation update (also used on CUDA and older CPUs)."),
+          o.fused);
   v.section("vision", "Vision tower parameters (patch embedding and ViT blocks).", o.vision);
   v.section("merger", "Patch merger and deepstack merger parameters.", o.merger);
   v.section("language_model", "Text decoder parameters, except the coord-token rows.",
