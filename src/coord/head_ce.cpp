@@ -47,8 +47,8 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
     // Keeping the CE gradient costs a [V, H] buffer from the forward to the backward; it saves the
     // backward's second pass over the vocabulary. Worth it when that buffer is no larger than the
     // [K, V] logits it replaces (K >= H); otherwise the backward recomputes each chunk.
-    const bool grads = (hidden.requires_grad() || weight.requires_grad()) && K >= hidden.size(1) &&
-                       scale.abs().sum().item<double>() > 0.0;
+    const bool wants_grad = (hidden.requires_grad() || weight.requires_grad()) && scale.abs().sum().item<double>() > 0.0;
+    const bool grads = wants_grad && K >= hidden.size(1);
     const torch::Tensor W = weight.to(hidden.scalar_type());
     const torch::Tensor a = row_coefficients(term, row_weight, scale, dt);
     const torch::Tensor has = term.ge(0);
@@ -60,8 +60,7 @@ class ChunkedHeadCeFn : public torch::autograd::Function<ChunkedHeadCeFn> {
     // Otherwise the forward keeps the CE gradient of its last chunk ([n <= chunk, V]: no more than
     // the chunk's logits it already holds), so the backward recomputes every chunk but that one,
     // and none when all K rows fit in one chunk (one sample's answer, usually).
-    const bool keep_last = !grads && (hidden.requires_grad() || weight.requires_grad()) &&
-                           scale.abs().sum().item<double>() > 0.0;
+    const bool keep_last = wants_grad && !grads;
     torch::Tensor last_g;
     torch::Tensor pre_gh, pre_gw;
     if (grads) {

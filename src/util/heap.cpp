@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "coordexp/util/error.h"
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -17,7 +19,8 @@ std::string configure_heap() {
     const std::string policy = env && *env ? env : "reuse";
     if (policy == "system") return "heap: glibc defaults (COORDEXP_MALLOC=system)";
     if (policy != "reuse")
-      return "heap: COORDEXP_MALLOC=" + policy + " is not reuse or system; glibc defaults kept";
+      throw ConfigError("COORDEXP_MALLOC=" + policy + " is not a heap policy", "COORDEXP_MALLOC",
+                        "unset it (reuse, the default) or set reuse or system");
 #if defined(__GLIBC__)
     const char* tunables = std::getenv("GLIBC_TUNABLES");
     if (tunables && std::strstr(tunables, "glibc.malloc."))

@@ -1,5 +1,5 @@
-// Shared by the model-level benchmarks (bench_model, bench_rollout): the ~119M-parameter Qwen3-VL
-// shape they measure and the thread setup (COORDEXP_BENCH_THREADS, default all hardware threads,
+// Shared by the model-level benchmarks (bench_model, bench_rollout, bench_step): the ~119M-parameter
+// Qwen3-VL shape they measure, the FLOP count of a forward, and the thread setup (COORDEXP_BENCH_THREADS, default all hardware threads,
 // applied to LibTorch and BLIS). Not a benchmark itself.
 #pragma once
 
@@ -57,8 +57,31 @@ inline model::Qwen3VLConfig medium_config() {
   return c;
 }
 
+// Matmul FLOPs of one forward by part (2 per multiply-add of every matmul executed; elementwise work
+// is not counted): the vision tower + mergers for `np` patches of one image, the decoder over `t`
+// tokens with causal attention counted in full (T x T scores and values), the LM head at
+// `logit_rows` rows.
+struct ForwardFlops {
+  double vision = 0, decoder = 0, head = 0;
+  double total() const { return vision + decoder + head; }
+};
+inline ForwardFlops forward_flops(const model::Qwen3VLConfig& c, int64_t np, int64_t t, int64_t logit_rows) {
+  ForwardFlops f;
+  const auto& v = c.vision;
+  const double Dv = v.hidden_size, Iv = v.intermediate_size, M = v.merged_dim(), nv = np / 4.0;
+  f.vision = 2.0 * np * v.patch_dim() * Dv;                                         // patch embedding
+  f.vision += v.depth * (2.0 * np * (4 * Dv * Dv + 2 * Dv * Iv) + 4.0 * np * np * Dv);  // qkv, proj, mlp, attn
+  f.vision += (1 + v.deepstack_visual_indexes.size()) * 2.0 * nv * (M * M + M * v.out_hidden_size);  // mergers
+  const auto& x = c.text;
+  const double H = x.hidden_size, hd = x.head_dim, nh = x.num_attention_heads, nkv = x.num_key_value_heads;
+  const double per_token = 2.0 * (H * nh * hd * 2 + H * nkv * hd * 2 + 3 * H * x.intermediate_size);
+  f.decoder = x.num_hidden_layers * (t * per_token + 4.0 * t * t * nh * hd);
+  f.head = 2.0 * logit_rows * H * x.vocab_size;
+  return f;
+}
+
 // Once per process, before the first matmul (BLIS reads its thread count at its first call); also
-// the trainer's heap policy (util/heap.h), so benchmarks allocate as the program does.
+// the heap policy of the `train` command (util/heap.h), so benchmarks allocate as training does.
 inline void set_bench_threads() {
   static const bool done = [] {
     util::configure_heap();

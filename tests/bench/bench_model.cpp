@@ -51,21 +51,8 @@ Sample sample() {
   return s;
 }
 
-// Matmul FLOPs of one forward: vision tower + mergers for `np` patches (one image), decoder over
-// `t` tokens with causal attention computed in full (eager: T x T scores), LM head at `logit_rows`.
 double forward_flops(int64_t np, int64_t t, int64_t logit_rows) {
-  const auto& c = model().config();
-  const auto& v = c.vision;
-  const auto& x = c.text;
-  const double Dv = v.hidden_size, Iv = v.intermediate_size, M = v.merged_dim(), nv = np / 4.0;
-  double f = 2.0 * np * v.patch_dim() * Dv;                                    // patch embedding
-  f += v.depth * (2.0 * np * (4 * Dv * Dv + 2 * Dv * Iv) + 4.0 * np * np * Dv);  // blocks (qkv, proj, mlp, attn)
-  f += (1 + v.deepstack_visual_indexes.size()) * 2.0 * nv * (M * M + M * v.out_hidden_size);  // mergers
-  const double H = x.hidden_size, hd = x.head_dim, nh = x.num_attention_heads, nkv = x.num_key_value_heads;
-  const double per_token = 2.0 * (H * nh * hd * 2 + H * nkv * hd * 2 + 3 * H * x.intermediate_size);
-  f += x.num_hidden_layers * (t * per_token + 4.0 * t * t * nh * hd);
-  f += 2.0 * logit_rows * H * x.vocab_size;
-  return f;
+  return coordexp::bench::forward_flops(model().config(), np, t, logit_rows).total();
 }
 
 void BM_Sgemm(benchmark::State& state) {

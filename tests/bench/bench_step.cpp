@@ -14,8 +14,8 @@
 //   clip      gradient norm and scaling over every parameter;
 //   adamw     the optimizer update, fused and op by op;
 //   sgemm     torch::mm of two 2048 x 2048 float32 matrices: the machine's matmul rate here.
-// FLOPs are counted analytically (2 per multiply-add of every matmul executed; backward = 2x
-// forward), elementwise work is not. MFU = counted FLOPs / time / sgemm rate. Threads (LibTorch and
+// FLOPs are counted analytically (bench_common.h forward_flops; backward = 2x forward), elementwise
+// work is not. MFU = counted FLOPs / time / sgemm rate. Threads (LibTorch and
 // BLIS): COORDEXP_BENCH_THREADS (default all hardware threads). Prints one JSON object.
 //
 //   bench_step --model DIR [--tokens 321] [--answer 69] [--image-side 256] [--iters 5] [--fused 1]
@@ -50,7 +50,7 @@ std::string g_only;
 
 template <class F>
 double median_seconds(const char* part, int iters, F&& f) {
-  if (!g_only.empty() && g_only != part && *part) return 0.0;
+  if (!g_only.empty() && g_only != part && std::string(part) != "sgemm") return 0.0;  // sgemm: the MFU's base
   f();  // warm-up (allocator, optimizer state)
   std::vector<double> t;
   for (int i = 0; i < iters; ++i) {
@@ -91,29 +91,6 @@ Args parse(int argc, char** argv) {
     std::exit(2);
   }
   return a;
-}
-
-// Matmul FLOPs of one forward, by part (the counting of bench_model.cpp).
-struct PartFlops {
-  double vision = 0, decoder = 0, head = 0;
-};
-
-PartFlops forward_flops(const cm::Qwen3VLConfig& c, int64_t np, int64_t t, int64_t head_rows) {
-  PartFlops f;
-  const auto& v = c.vision;
-  const double Dv = v.hidden_size, Iv = v.intermediate_size, M = v.merged_dim(), nv = np / 4.0;
-  f.vision = 2.0 * np * v.patch_dim() * Dv;
-  f.vision += v.depth * (2.0 * np * (4 * Dv * Dv + 2 * Dv * Iv) + 4.0 * np * np * Dv);
-  f.vision += (1 + v.deepstack_visual_indexes.size()) * 2.0 * nv * (M * M + M * v.out_hidden_size);
-  const auto& x = c.text;
-  const double H = x.hidden_size, hd = x.head_dim, nh = x.num_attention_heads, nkv = x.num_key_value_heads;
-  const double per_token = 2.0 * (H * nh * hd * 2 + H * nkv * hd * 2 + 3 * H * x.intermediate_size);
-  // Causal attention: chunked attention computes only the blocks at or below the diagonal, but
-  // counted in full as bench_model does (the upper bound of the work, so MFU is not flattered by it
-  // unless the kernel skips it: it computes whole query chunks against the keys up to their end).
-  f.decoder = x.num_hidden_layers * (t * per_token + 4.0 * t * t * nh * hd);
-  f.head = 2.0 * head_rows * H * x.vocab_size;
-  return f;
 }
 
 }  // namespace
@@ -160,7 +137,6 @@ int main(int argc, char** argv) {
       if (seen.insert(p.unsafeGetTensorImpl()).second) num_params += p.numel();
   }
   ct::AdamWSettings settings;
-  settings.weight_decay = 0.0;
   settings.fused = a.fused;
   ct::AdamW opt(ct::partition_parameters(params, {coord_first, 1000}), settings);
   ct::AdamWSettings plain_settings = settings;
@@ -169,7 +145,7 @@ int main(int argc, char** argv) {
   const double lr = 1e-6;
 
   auto head_loss = [&](const torch::Tensor& hidden_rows) {
-    return cc::chunked_head_ce(hidden_rows, model.lm_head_weight(), targets, terms, row_w, coord_first - 0,
+    return cc::chunked_head_ce(hidden_rows, model.lm_head_weight(), targets, terms, row_w, coord_first,
                                   unit_scale, chunk_rows)
         .term_sums.sum();
   };
@@ -235,10 +211,12 @@ int main(int argc, char** argv) {
   opt.zero_grad();
 
   const torch::Tensor ma = torch::randn({2048, 2048}), mb = torch::randn({2048, 2048});
-  const double sgemm_s = median_seconds("", std::max(a.iters, 3), [&] { (void)torch::mm(ma, mb); });
+  const double sgemm_s = median_seconds("sgemm", std::max(a.iters, 3), [&] { (void)torch::mm(ma, mb); });
   const double sgemm_rate = 2.0 * 2048.0 * 2048.0 * 2048.0 / sgemm_s;
 
-  const PartFlops f = forward_flops(c, np, T, A);
+  // Chunked attention computes whole query chunks against the keys up to their end; counted in
+  // full, as bench_model does.
+  const coordexp::bench::ForwardFlops f = coordexp::bench::forward_flops(c, np, T, A);
   const double step_flops = 3 * (f.vision + f.decoder + f.head);
   auto part = [&](double seconds, double flops) {
     nlohmann::ordered_json j;
