@@ -9,7 +9,10 @@
 # (default 1) on both sides. The twin gets the trainer's measured sample shape: its --prompt and
 # --answer are set so that its sequence length and supervised-token count equal the trainer's means.
 # Step time: the trainer's median over steps 2..STEPS of 1 / samples_per_s (log_every 1); the twin's
-# median after one warm-up step. ROUNDS alternate the three runs; read the ratios within a round.
+# median after one warm-up step. ROUNDS alternate the runs; read the ratios within a round.
+# The trainer keeps freed large blocks for reuse (COORDEXP_MALLOC=reuse, util/heap.h); so that the heap
+# policy is not what is compared, the twin at logits `answer` also runs with the same glibc settings
+# through GLIBC_TUNABLES (mmap_max=0, trim_threshold=INT32_MAX), its own column.
 # Usage: [SPEC=..] [PRESET=small] [THREADS=1] tests/bench/bench_vs_python.sh [BUILD_DIR] [STEPS] [ROUNDS]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -53,8 +56,8 @@ print(st.median(1 / r["samples_per_s"] for r in recs), st.mean(r["num_tokens"] /
 PY
 }
 
-echo "| round | trainer step | tokens / supervised | Python, logits answer | ratio | Python, logits all | ratio |"
-echo "|---|---|---|---|---|---|---|"
+echo "| round | trainer step | tokens / supervised | Python, logits answer | ratio | same, heap reuse | ratio | Python, logits all | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for r in $(seq 1 "$rounds"); do
   read -r t_ours len sup < <(ours "r$r")
   answer=$(python3 -c "print(round($sup))")
@@ -63,8 +66,9 @@ for r in $(seq 1 "$rounds"); do
   py() { /usr/bin/python3 "$twin" --preset "$preset" --image 256 --prompt "$prompt" --answer "$answer" \
            --steps "$steps" --threads "$threads" --logits "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['median_step_s'])"; }
   t_ans=$(py answer)
+  t_reuse=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647 py answer)
   t_all=$(py all)
   python3 -c "
-o, a, l = $t_ours, $t_ans, $t_all
-print(f'| $r | {o:.3f} s | {round($len)} / $answer | {a:.3f} s | {o / a:.2f}x | {l:.3f} s | {o / l:.2f}x |')"
+o, a, h, l = $t_ours, $t_ans, $t_reuse, $t_all
+print(f'| $r | {o:.3f} s | {round($len)} / $answer | {a:.3f} s | {o / a:.2f}x | {h:.3f} s | {o / h:.2f}x | {l:.3f} s | {o / l:.2f}x |')"
 done
